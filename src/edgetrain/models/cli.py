@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeTrainError(f"--num-classes must be >= 1, got {args.num_classes}")
     names = list_models(args.pattern)
     if not names:
-        raise EdgeTrainError(f"no model matches {args.pattern!r}; known: {', '.join(list_models())}")
+        raise EdgeTrainError(
+            f"no model matches {args.pattern!r}; known: {', '.join(list_models())}"
+        )
     profiles = [
         profile_model(n, resolution=args.resolution, num_classes=args.num_classes) for n in names
     ]
@@ -48,16 +50,20 @@ def run(args: argparse.Namespace) -> int:
         title_justify="left",
     )
     table.add_column("model", no_wrap=True)
-    for col in ("trainable params", "BN stats", "MACs fwd", "activations fwd", "fp32 MB"):
+    for col in ("params", "BN stats", "GMACs", "act. M", "fp32 MB"):
         table.add_column(col, justify="right", no_wrap=True)
     for p in profiles:
         table.add_row(
             p.name,
             f"{p.params_trainable:,}",
             f"{p.bn_stats:,}",
-            f"{p.macs / 1e9:.2f} G",
-            f"{p.activation_elements / 1e6:.1f} M",
+            f"{p.macs / 1e9:.2f}",
+            f"{p.activation_elements / 1e6:.1f}",
             f"{p.weights_mb:.1f}",
         )
     Console().print(table)
+    Console().print(
+        "params: trainable; BN stats: BatchNorm running mean + var (Keras' non-trainable); "
+        "GMACs and act. M (activation elements, millions): one forward pass at batch 1."
+    )
     return 0

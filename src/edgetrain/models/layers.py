@@ -100,7 +100,7 @@ class Classifier(nn.Module):
     """A backbone (image -> feature map) with the paper's head on top.
 
     Every registered model is one of these, so training code can find the head (`.head`), the
-    backbone's blocks (`.backbone.blocks()`) and the spec (`.spec`) the same way for all families.
+    backbone blocks (the children of `.backbone`, an nn.Sequential) and the spec (`.spec`) the same way for all families.
     """
 
     def __init__(self, backbone: nn.Module, features: int, num_classes: int, dropout: float, spec):
