@@ -1,0 +1,1 @@
+"""`edgetrain bench`: experiment matrices as Optuna studies, workers, and the report."""

@@ -1,0 +1,261 @@
+"""Experiment matrices as Optuna studies: cells are enqueued trials, workers pop them.
+
+Optuna's storage is the queue and the results store (a SQLite file by default, PostgreSQL to share
+a study between machines). Popping a waiting trial is atomic in Optuna's RDB storage
+(`set_trial_state_values` refuses a second WAITING -> RUNNING), workers send heartbeats, and
+`fail_stale_trials` + `RetryHeartbeatStaleTrialCallback` put a dead worker's cell back in the
+queue. Nothing here is a home-made queue or database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import TrialState
+
+from edgetrain.bench.experiments import Cell, resolve_cell_config
+from edgetrain.errors import EdgeTrainError
+from edgetrain.train.config import RunConfig
+from edgetrain.train.record import CONFIG, RECORD, RunRecord
+
+OBJECTIVES = ("test_accuracy", "peak_above_baseline_mb")
+DIRECTIONS = ("maximize", "minimize")
+_ACTIVE = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def open_storage(
+    url: str, *, heartbeat_interval: int = 10, grace_period: int = 30, max_retry: int = 3
+) -> RDBStorage:
+    """An Optuna RDB storage with heartbeats; a stale cell is retried up to `max_retry` times."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # several processes (bench + heartbeat thread, or workers) write one file: wait for locks
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+        )
+    except Exception as exc:  # bad URL, server down, missing driver
+        raise EdgeTrainError(f"cannot open study storage {_redact(url)}: {exc}") from None
+
+
+def _redact(url: str) -> str:
+    # never print a database password
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def open_study(storage: RDBStorage, name: str, *, create: bool) -> optuna.Study:
+    """Load study `name`, or create it (two objectives) when `create`."""
+    if create:
+        return optuna.create_study(
+            storage=storage, study_name=name, directions=list(DIRECTIONS), load_if_exists=True
+        )
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise EdgeTrainError(
+            f"no study {name!r} in this storage; studies there: {', '.join(names) or 'none'}"
+        ) from None
+
+
+@dataclass
+class EnqueueResult:
+    new: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)  # done, waiting or running
+
+
+def enqueue_cells(study: optuna.Study, cells: list[Cell]) -> EnqueueResult:
+    """Enqueue every cell that has no complete, waiting or running trial (idempotent)."""
+    present = {
+        t.user_attrs.get("cell_id") for t in study.get_trials(deepcopy=False, states=_ACTIVE)
+    }
+    result = EnqueueResult()
+    for cell in cells:
+        if cell.id in present:
+            result.already.append(cell.id)
+            continue
+        study.enqueue_trial(
+            {},
+            user_attrs={
+                "cell_id": cell.id,
+                "cell_label": cell.label(),
+                "dataset": cell.dataset,
+                "config": cell.config.to_dict(),
+            },
+        )
+        present.add(cell.id)
+        result.new.append(cell.id)
+    return result
+
+
+def study_status(study: optuna.Study) -> dict[str, int]:
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] += 1
+    return counts
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CellEvent:
+    kind: str  # "start" | "done" | "failed" | "waiting"
+    label: str
+    trial_number: int
+    record: RunRecord | None = None
+    error: str | None = None
+    run_dir: Path | None = None
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat every `interval` seconds until stopped."""
+
+    def __init__(self, storage: RDBStorage, trial_id: int, interval: float) -> None:
+        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="edgetrain-heartbeat")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # a missed beat is not fatal: the grace period covers a few
+            with contextlib.suppress(Exception):
+                self._storage.record_heartbeat(self._trial_id)
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _pop_waiting(
+    study: optuna.Study, storage: RDBStorage
+) -> tuple[int, optuna.trial.FrozenTrial] | None:
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                return trial_id, storage.get_trial(trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def run_worker(
+    study: optuna.Study,
+    storage: RDBStorage,
+    out_dir: Path,
+    data: dict[str, str],
+    *,
+    wait_for_running: bool = True,
+    poll_s: float = 2.0,
+    on_event: Callable[[CellEvent], None] | None = None,
+    runner: Callable[..., RunRecord] | None = None,
+) -> dict[str, int]:
+    """Pop waiting cells and run each in a fresh process until the queue is empty.
+
+    With `wait_for_running`, the worker stays while other workers' cells are running, so a cell
+    whose worker dies (stale heartbeat -> retried) is picked up here. Returns counts of cells
+    done and failed by this worker.
+    """
+    from edgetrain.train.subprocess import run_in_subprocess
+
+    runner = runner or run_in_subprocess
+    emit = on_event or (lambda e: None)
+    interval = float(storage.get_heartbeat_interval() or 10)
+    done = failed = 0
+    while True:
+        fail_stale_trials(study)  # a dead worker's cell goes back to WAITING (retry callback)
+        popped = _pop_waiting(study, storage)
+        if popped is None:
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if wait_for_running and running:
+                emit(CellEvent("waiting", f"{len(running)} cell(s) running elsewhere", -1))
+                time.sleep(poll_s)
+                continue
+            return {"done": done, "failed": failed}
+        ok = _run_trial(study, storage, *popped, out_dir, data, interval, emit, runner)
+        done += ok
+        failed += not ok
+
+
+def _run_trial(study, storage, trial_id, trial, out_dir, data, interval, emit, runner) -> bool:
+    attrs = trial.user_attrs
+    label = attrs.get("cell_label", f"trial {trial.number}")
+    if "config" not in attrs:  # not one of ours: leave it failed, with a reason
+        storage.set_trial_user_attr(trial_id, "error", "no cell config in this trial")
+        study.tell(trial.number, state=TrialState.FAIL)
+        return False
+    cell_config = RunConfig.from_dict(attrs["config"])
+    run_dir = out_dir / "runs" / attrs["cell_id"]
+    storage.set_trial_user_attr(trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
+    emit(CellEvent("start", label, trial.number, run_dir=run_dir))
+    try:
+        with _Heartbeat(storage, trial_id, interval):
+            config = resolve_cell_config(cell_config, {**study.user_attrs.get("data", {}), **data})
+            if (run_dir / RECORD).exists():  # finished before its worker could report it
+                record = RunRecord.load(run_dir)
+            else:
+                resume = (run_dir / CONFIG).exists()
+                record = runner(config, run_dir, resume=resume)
+    except KeyboardInterrupt:
+        # put the cell straight back in the queue: a re-run of the same command resumes it
+        study.tell(trial.number, state=TrialState.FAIL)
+        RetryHeartbeatStaleTrialCallback()(study, storage.get_trial(trial_id))
+        raise
+    except EdgeTrainError as exc:
+        storage.set_trial_user_attr(trial_id, "error", str(exc))
+        study.tell(trial.number, state=TrialState.FAIL)
+        emit(CellEvent("failed", label, trial.number, error=str(exc), run_dir=run_dir))
+        return False
+    record = RunRecord(
+        {
+            **record,
+            "run_dir": str(run_dir),
+            "dataset": attrs.get("dataset"),
+            "cell_id": attrs["cell_id"],
+        }
+    )
+    storage.set_trial_user_attr(trial_id, "record", dict(record))
+    study.tell(trial.number, values=[float(record[k]) for k in OBJECTIVES])
+    emit(CellEvent("done", label, trial.number, record=record, run_dir=run_dir))
+    return True
+
+
+def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:
+    """The run records of every completed cell (one per cell: the latest if retried)."""
+    by_cell: dict[str, dict[str, Any]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        rec = t.user_attrs.get("record")
+        if rec:
+            by_cell[t.user_attrs.get("cell_id", str(t.number))] = rec
+    return list(by_cell.values())

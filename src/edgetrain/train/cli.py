@@ -1,0 +1,189 @@
+"""`edgetrain train`: one training run, with the paper's protocol as defaults."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from edgetrain.errors import EdgeTrainError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train one model on one dataset and measure accuracy, memory and time",
+        description="Train one model on one dataset in this process and write a run directory "
+        "(config.json, checkpoint.pt every epoch, history.csv, rss.csv, record.json, plots). "
+        "Defaults are the paper's protocol: Adam lr 1e-3, batch 16, 224 px, 60 epochs, "
+        "dropout 0.2, last-epoch model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", help="a name from `edgetrain models`, e.g. xception_lite")
+    p.add_argument(
+        "--data",
+        help="dataset reference: synthetic-pcb[:per_class=N,size=PX,seed=S], caltech101:PATH, "
+        "pku-pcb:PATH, folder:PATH (see `edgetrain data inspect --help`)",
+    )
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="override a field of the model's spec (JSON value), e.g. --model-arg middle_depth=4",
+    )
+    p.add_argument("--out", type=Path, help="run directory (default: runs/MODEL-TIME)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    p.add_argument("--config", type=Path, help="a JSON run config (flags given here override it)")
+    g = p.add_argument_group("protocol")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--resolution", type=int, help="input size in px")
+    g.add_argument("--batch-size", type=int, help="effective batch per optimizer step")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--optimizer", choices=["adam", "sgd"])
+    g.add_argument("--momentum", type=float, help="SGD momentum")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--dropout", type=float)
+    g.add_argument("--seed", type=int, help="weights, data order, augmentation")
+    g.add_argument("--split-seed", type=int, help="which images land in train/val/test")
+    g.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        help="the paper's augmentation (default: on for Caltech, off for PCB)",
+    )
+    g.add_argument("--select", choices=["last", "best-val"], help="which epoch's model is tested")
+    m = p.add_argument_group("speed and memory")
+    m.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    m.add_argument("--channels-last", action=argparse.BooleanOptionalAction)
+    m.add_argument("--micro-batch", type=int, help="gradient accumulation over micro-batches")
+    m.add_argument(
+        "--checkpointing",
+        action=argparse.BooleanOptionalAction,
+        help="recompute each backbone block's activations in backward",
+    )
+    m.add_argument("--precision", choices=["fp32", "bf16"])
+    t = p.add_argument_group("transfer learning")
+    t.add_argument("--init", help="start from the weights of this run directory or checkpoint")
+    t.add_argument("--train-scope", help="all | head | last:N | bias")
+    p.add_argument("--latency-repeat", type=int, help="timed inference batches (>= 20 advised)")
+    p.add_argument("--no-progress", action="store_true", help="log one line per epoch instead")
+    p.add_argument("--json", action="store_true", help="print record.json at the end")
+    p.set_defaults(func=run)
+
+
+_FIELDS = [
+    "model",
+    "data",
+    "epochs",
+    "resolution",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "dropout",
+    "seed",
+    "split_seed",
+    "augment",
+    "select",
+    "threads",
+    "channels_last",
+    "micro_batch",
+    "checkpointing",
+    "precision",
+    "init",
+    "train_scope",
+    "latency_repeat",
+]
+
+
+def config_from_args(args: argparse.Namespace):
+    from edgetrain.train.config import RunConfig
+
+    base: dict = {}
+    if args.config:
+        try:
+            base = json.loads(args.config.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise EdgeTrainError(f"cannot read run config {args.config}: {exc}") from None
+        if not isinstance(base, dict):
+            raise EdgeTrainError(f"{args.config} must hold a JSON object")
+    for name in _FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            base[name] = value
+    if args.model_arg:
+        model_args = dict(base.get("model_args", {}))
+        for item in args.model_arg:
+            key, sep, raw = item.partition("=")
+            if not sep or not key:
+                raise EdgeTrainError(f"--model-arg takes FIELD=VALUE, got {item!r}")
+            try:
+                model_args[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                model_args[key] = raw
+        base["model_args"] = model_args
+    if not base.get("model"):
+        raise EdgeTrainError("which model? give --model NAME (see `edgetrain models`)")
+    if not base.get("data"):
+        raise EdgeTrainError("which data? give --data REF, e.g. --data synthetic-pcb")
+    return RunConfig.from_dict(base)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgetrain.train.engine import train
+
+    if args.resume:
+        if args.out is None:
+            raise EdgeTrainError("--resume needs --out RUN_DIR (the run to continue)")
+        given = [n for n in (*_FIELDS, "model_arg") if getattr(args, n, None) is not None]
+        if given or args.config:
+            raise EdgeTrainError(
+                "--resume continues a run with its saved config; drop "
+                + ", ".join("--" + n.replace("_", "-") for n in given or ["config"])
+            )
+        config = None
+    else:
+        config = config_from_args(args)
+    out = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    log = print if args.no_progress else None
+    record = train(config, out, resume=args.resume, progress=not args.no_progress, log=log)
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print_summary(record, out)
+    return 0
+
+
+def print_summary(record, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{record['model']} on {record['data']}", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("test accuracy", f"{record['test_accuracy']:.4f}"),
+        ("test macro-F1", f"{record['test_macro_f1']:.4f}"),
+        ("peak RSS", f"{record['peak_rss_mb']:.0f} MB"),
+        ("mean RSS", f"{record['mean_rss_mb']:.0f} MB"),
+        ("baseline RSS (before step 1)", f"{record['baseline_rss_mb']:.0f} MB"),
+        ("peak above baseline", f"{record['peak_above_baseline_mb']:.0f} MB"),
+        ("analytic footprint", f"{record['analytic_mb']:.0f} MB"),
+        ("system RAM in use (paper's measure)", f"{record['system_ram_permille']:.0f} ‰"),
+        ("train step (median)", f"{record['train_step_ms']:.0f} ms"),
+        ("train throughput", f"{record['train_images_per_s']:.1f} img/s"),
+        ("epoch time (mean)", f"{record['epoch_s']:.1f} s"),
+        (
+            "inference latency b1 / b16",
+            f"{record['infer_latency_ms_b1']:.1f} / {record['infer_latency_ms_b16']:.1f} ms",
+        ),
+        ("trainable params", f"{record['params_trainable']:,}"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    console = Console()
+    console.print(table)
+    console.print(f"run directory: {out}")
