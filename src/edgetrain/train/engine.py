@@ -27,13 +27,15 @@ from edgetrain.errors import EdgeTrainError
 from edgetrain.measure import (
     MB,
     RssSampler,
-    SavedTensorCounter,
+    SavedTensorsCounter,
+    analytic_footprint,
     environment,
+    footprint_from,
     inference_latency_ms,
-    optimizer_state_bytes,
+    peak_rss_bytes,
+    reset_peak_rss,
     ru_maxrss_bytes,
     system_ram_permille,
-    tensor_bytes,
 )
 from edgetrain.models import create_model
 from edgetrain.models.profile import count_macs, count_params
@@ -177,6 +179,8 @@ def _train(
     gc.collect()
     baseline_rss_mb = sampler.sample_now() / MB  # model built, data cached, before the first step
     sampler.mark("baseline")
+    # the kernel's high-water mark catches spikes between two samples; restart it per epoch
+    hwm_ok = reset_peak_rss()
 
     # --- the loop ------------------------------------------------------------------------------
     micro = config.micro_batch or config.batch_size
@@ -192,7 +196,7 @@ def _train(
             bar.start_epoch(epoch)
             for step, (x, y) in enumerate(train_loader.epoch(epoch)):
                 t0 = time.perf_counter()
-                counter = SavedTensorCounter(model) if footprint is None else None
+                counter = SavedTensorsCounter(exclude=model) if footprint is None else None
                 loss, n_correct = _train_step(
                     model, optimizer, x, y, micro, config.precision, counter
                 )
@@ -200,7 +204,7 @@ def _train(
                 if not math.isfinite(loss):
                     raise _diverged(run_dir, epoch, step, len(train_loader), loss, history)
                 if counter is not None:
-                    footprint = _analytic(model, optimizer, counter)
+                    footprint = footprint_from(model, optimizer, counter).to_dict()
                 step_ms.append(dt_ms)
                 loss_sum += loss * len(y)
                 correct += n_correct
@@ -213,6 +217,7 @@ def _train(
                 )
             epoch_s = time.perf_counter() - t_epoch
             window = sampler.window(mark)
+            hwm_mb = peak_rss_bytes() / MB if hwm_ok else None
             val = _evaluate(model, eval_loaders["val"], len(classes), config)
             row = {
                 "epoch": epoch + 1,
@@ -223,7 +228,8 @@ def _train(
                 "val_macro_f1": val["macro_f1"] if val else None,
                 "epoch_s": epoch_s,
                 "train_images_per_s": seen / epoch_s,
-                "peak_rss_mb": window.peak_bytes / MB,
+                "peak_rss_mb": max(window.peak_bytes / MB, hwm_mb or 0.0),
+                "sampled_peak_rss_mb": window.peak_bytes / MB,
                 "mean_rss_mb": window.mean_bytes / MB,
                 "baseline_rss_mb": baseline_rss_mb,
                 "system_ram_permille": system_ram_permille(),
@@ -248,7 +254,9 @@ def _train(
                 },
             )
             write_history_csv(run_dir / HISTORY, history)
-            _append_rss_trace(run_dir / RSS_TRACE, sampler, mark, start_epoch)
+            _append_rss_trace(run_dir / RSS_TRACE, sampler, mark)
+            if hwm_ok:
+                reset_peak_rss()
             bar.end_epoch(row)
             log(_epoch_line(row, config.epochs))
 
@@ -271,7 +279,10 @@ def _train(
         repeat=config.latency_repeat,
     )
     if footprint is None:  # resumed after the last epoch: measure one step's footprint anyway
-        footprint = _measure_footprint_once(model, optimizer, train_loader, micro, config, frozen)
+        set_train_mode(model, frozen)
+        x, y = next(iter(train_loader.epoch(0)))
+        with autocast_context(config.precision):
+            footprint = analytic_footprint(model, optimizer, x[:micro], y[:micro]).to_dict()
 
     record = _assemble_record(
         config=config,
@@ -318,11 +329,13 @@ def _train_step(
     accumulate; the loss is the mean over the whole batch, as without micro-batching."""
     optimizer.zero_grad(set_to_none=True)
     total_loss, n_correct, batch = 0.0, 0, len(y)
-    for xs, ys in zip(x.split(micro), y.split(micro), strict=True):
-        with autocast_context(precision), counter or _null():
-            logits = model(xs)
-        # loss on logits in fp32; sum / full batch so accumulated grads equal the batch mean
-        loss = F.cross_entropy(logits.float(), ys, reduction="sum") / batch
+    for i, (xs, ys) in enumerate(zip(x.split(micro), y.split(micro), strict=True)):
+        # only one micro-batch's graph is alive at a time: count the first one's saved tensors
+        with counter if counter is not None and i == 0 else _null():
+            with autocast_context(precision):
+                logits = model(xs)
+            # loss on logits in fp32; sum / full batch so accumulated grads equal the batch mean
+            loss = F.cross_entropy(logits.float(), ys, reduction="sum") / batch
         loss.backward()
         total_loss += float(loss.detach()) * batch
         n_correct += int((logits.argmax(1) == ys).sum())
@@ -378,40 +391,13 @@ def _make_optimizer(params: list[nn.Parameter], config: RunConfig) -> torch.opti
 # --- memory accounting ------------------------------------------------------------------------
 
 
-def _analytic(model: nn.Module, optimizer: torch.optim.Optimizer, counter: Any) -> dict[str, float]:
-    """weights + gradients + optimizer state (actual tensors) + saved-for-backward of one step."""
-    weights = sum(tensor_bytes(t) for t in model.state_dict().values())
-    grads = sum(tensor_bytes(p.grad) for p in model.parameters() if p.grad is not None)
-    opt = optimizer_state_bytes(optimizer)
-    saved = counter.saved_bytes
-    return {
-        "weights_mb": weights / MB,
-        "grads_mb": grads / MB,
-        "optimizer_mb": opt / MB,
-        "saved_activations_mb": saved / MB,
-        "total_mb": (weights + grads + opt + saved) / MB,
-    }
-
-
-def _measure_footprint_once(model, optimizer, loader, micro, config, frozen) -> dict[str, float]:
-    set_train_mode(model, frozen)
-    x, y = next(iter(loader.epoch(0)))
-    counter = SavedTensorCounter(model)
-    snapshot = {k: v.clone() for k, v in model.state_dict().items()}
-    rng = torch.get_rng_state()
-    _train_step(model, optimizer, x, y, micro, config.precision, counter)
-    model.load_state_dict(snapshot)  # the measurement must not change the tested model
-    torch.set_rng_state(rng)
-    return _analytic(model, optimizer, counter)
-
-
-def _append_rss_trace(path: Path, sampler: RssSampler, mark: Any, start_epoch: int) -> None:
+def _append_rss_trace(path: Path, sampler: RssSampler, mark: Any) -> None:
     new = not path.exists()
     with path.open("a") as f:
         if new:
             f.write("t_s,rss_mb,epoch\n")
         epoch = mark.label.split()[-1]
-        for t, b in sampler.samples_since(mark):
+        for t, b in zip(*sampler.samples_since(mark), strict=True):
             f.write(f"{t:.3f},{b / MB:.2f},{epoch}\n")
 
 
@@ -491,10 +477,13 @@ def _assemble_record(
         mean_rss_mb=mean_rss,
         baseline_rss_mb=history[0]["baseline_rss_mb"],
         peak_above_baseline_mb=peak_above,
+        # whole-process lifetime high-water mark (decoding included; Linux carries a parent's
+        # value across exec, so it can exceed this run's own peak)
         ru_maxrss_mb=ru_maxrss_bytes() / MB,
         analytic_mb=footprint["total_mb"],
         analytic=footprint,
-        measured_over_analytic=peak_above / footprint["total_mb"] if footprint else None,
+        # the baseline already holds the weights: compare with what training adds on top
+        measured_over_analytic=peak_above / footprint["above_weights_mb"],
         system_ram_permille=statistics.mean(permille),
         system_ram_permille_per_epoch=permille,
         train_step_ms=step_med,
