@@ -124,7 +124,7 @@ def _train(
 
     # --- data: resolve, decode once (cached), batch ----------------------------------------------
     classes = list(splits.classes)
-    augment = default_augment(splits) if config.augment is None else config.augment
+    augment = default_augment(splits.ref) if config.augment is None else config.augment
     tensors = {
         s: load_split(splits, s, resolution=config.resolution, progress=progress)
         for s in ("train", "val", "test")
@@ -147,6 +147,7 @@ def _train(
             channels_last=config.channels_last,
         )
         for s in ("val", "test")
+        if len(tensors[s][1])  # an empty val split is allowed (no per-epoch validation)
     }
 
     # --- model and optimizer -------------------------------------------------------------------
@@ -218,7 +219,7 @@ def _train(
             epoch_s = time.perf_counter() - t_epoch
             window = sampler.window(mark)
             hwm_mb = peak_rss_bytes() / MB if hwm_ok else None
-            val = _evaluate(model, eval_loaders["val"], len(classes), config)
+            val = _evaluate(model, eval_loaders.get("val"), len(classes), config)
             row = {
                 "epoch": epoch + 1,
                 "train_loss": loss_sum / max(seen, 1),
@@ -353,9 +354,9 @@ class _null:
 
 @torch.no_grad()
 def _evaluate(
-    model: nn.Module, loader: BatchLoader, num_classes: int, config: RunConfig
+    model: nn.Module, loader: BatchLoader | None, num_classes: int, config: RunConfig
 ) -> dict[str, Any] | None:
-    if len(loader) == 0:
+    if loader is None or len(loader) == 0:
         return None
     was_training = model.training
     model.eval()
