@@ -1,0 +1,34 @@
+"""`caltech101:PATH` — Caltech-101 as distributed (`101_ObjectCategories/<class>/image_NNNN.jpg`).
+
+PATH may be the `101_ObjectCategories` folder itself or the folder that holds it.
+`BACKGROUND_Google` (clutter, not an object class) is left out unless `?background=true`, and the
+split is the paper's per class floor 80 % / floor 10 % / rest, shuffled by the seed: 6,907 / 820 /
+950 images on the full set.
+"""
+
+from __future__ import annotations
+
+from edgetrain.data.folder import check_folder, resolve_per_class, subfolders
+from edgetrain.data.refs import Caltech101
+from edgetrain.data.splits import Splits
+
+BACKGROUND = "BACKGROUND_Google"
+
+
+def resolve_caltech(ref: Caltech101, *, seed: int) -> Splits:
+    """Resolve a `caltech101:` reference into the paper's per-class split."""
+    root = check_folder(ref.path, ref.kind)
+    if (root / "101_ObjectCategories").is_dir():
+        root = root / "101_ObjectCategories"
+    dirs, skipped = subfolders(root)
+    if not ref.background:
+        for d in [d for d in dirs if d.name == BACKGROUND]:
+            n = sum(1 for p in d.rglob("*") if p.is_file())
+            skipped.append(
+                (
+                    str(d),
+                    f"{n} files: background clutter, left out as usual (background=true keeps it)",
+                )
+            )
+            dirs.remove(d)
+    return resolve_per_class(ref, root, dirs, seed=seed, group=None, skipped=skipped)
