@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 EXTRAS ?= dev
 
-.PHONY: setup bench models test lint format clean
+.PHONY: setup bench models test lint format clean keras-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ lint:
 format:
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Keras 3 + TensorFlow-CPU in their own environment, for benchmarks/train_step.py's side-by-side.
+keras-venv:
+	$(PYTHON) -m venv .venv-keras
+	.venv-keras/bin/pip install --quiet keras tensorflow-cpu
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -46,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--momentum", type=float, help="SGD momentum")
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--dropout", type=float)
+    g.add_argument(
+        "--bn-momentum",
+        type=float,
+        help="BatchNorm running-stats rate (default: the architecture's Keras value)",
+    )
     g.add_argument("--seed", type=int, help="weights, data order, augmentation")
     g.add_argument("--split-seed", type=int, help="which images land in train/val/test")
     g.add_argument(
@@ -64,6 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="recompute each backbone block's activations in backward",
     )
     m.add_argument("--precision", choices=["fp32", "bf16"])
+    m.add_argument(
+        "--inplace-act",
+        action=argparse.BooleanOptionalAction,
+        help="in-place activations after BatchNorm (on by default)",
+    )
     t = p.add_argument_group("transfer learning")
     t.add_argument("--init", help="start from the weights of this run directory or checkpoint")
     t.add_argument("--train-scope", help="all | head | last:N | bias")
@@ -84,6 +94,7 @@ _FIELDS = [
     "momentum",
     "weight_decay",
     "dropout",
+    "bn_momentum",
     "seed",
     "split_seed",
     "augment",
@@ -93,6 +104,7 @@ _FIELDS = [
     "micro_batch",
     "checkpointing",
     "precision",
+    "inplace_act",
     "init",
     "train_scope",
     "latency_repeat",

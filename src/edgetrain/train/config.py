@@ -30,6 +30,10 @@ class RunConfig:
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0
     dropout: float = 0.2
+    # BatchNorm running-statistics update rate (PyTorch convention: weight of the new batch).
+    # None: each architecture's Keras value (0.01 Xception, 0.001 MobileNetV2, 0.1 EfficientNetV2),
+    # which needs thousands of steps to settle; short runs evaluate better with ~0.1.
+    bn_momentum: float | None = None
     seed: int = 0  # weights, data order, augmentation, dropout
     split_seed: int = 0  # which images go to train/val/test; fixed across seeds by default
     threads: int | None = None  # torch intra-op threads; None: torch's default (all cores)
@@ -40,6 +44,7 @@ class RunConfig:
     micro_batch: int | None = None  # split each batch into micro-batches of this size (grad accum.)
     checkpointing: bool = False  # recompute each backbone block's activations in backward
     precision: Precision = "fp32"  # bf16: autocast on CPU where supported
+    inplace_act: bool = True  # activations after BatchNorm overwrite their input (where safe)
     # --- transfer learning ---
     init: str | None = None  # a run directory or checkpoint file whose weights start this run
     train_scope: str = "all"  # all | head | last:N | bias
@@ -95,6 +100,10 @@ class RunConfig:
             ),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (
+                self.bn_momentum is None or 0 < self.bn_momentum <= 1,
+                f"bn_momentum must be in (0, 1], got {self.bn_momentum}",
+            ),
             (
                 self.threads is None or self.threads >= 1,
                 f"threads must be >= 1, got {self.threads}",

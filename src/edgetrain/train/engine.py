@@ -55,6 +55,8 @@ from edgetrain.train.modes import (
     load_init_weights,
     load_plain_state_dict,
     plain_state_dict,
+    set_bn_momentum,
+    set_inplace_activations,
     set_train_mode,
 )
 from edgetrain.train.progress import TrainProgress
@@ -156,6 +158,10 @@ def _train(
     )
     params_trainable_total, bn_stats = count_params(model)
     macs = count_macs(model, config.resolution)
+    if config.bn_momentum is not None:
+        set_bn_momentum(model, config.bn_momentum)
+    if not config.inplace_act:
+        set_inplace_activations(model, False)
     init_info = load_init_weights(model, config.init) if config.init else None
     frozen = apply_train_scope(model, config.train_scope)
     if config.checkpointing:

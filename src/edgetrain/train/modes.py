@@ -65,6 +65,32 @@ def set_train_mode(model: nn.Module, frozen_modules: list[nn.Module]) -> None:
         m.eval()
 
 
+def set_bn_momentum(model: nn.Module, momentum: float) -> int:
+    """Set every BatchNorm's running-statistics momentum; returns how many were changed."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.momentum = momentum
+    return len(bns)
+
+
+_INPLACE_TYPES = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.ELU)
+
+
+def set_inplace_activations(model: nn.Module, enabled: bool) -> int:
+    """Turn in-place activations off (or back on). Only those the builders made in-place are
+    touched: an activation whose input is still needed (a residual) was built out-of-place and
+    stays so. Returns how many modules were changed."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, _INPLACE_TYPES):
+            if not hasattr(m, "_edgetrain_inplace_safe"):
+                m._edgetrain_inplace_safe = bool(m.inplace)
+            if m._edgetrain_inplace_safe:
+                m.inplace = enabled
+                n += 1
+    return n
+
+
 # --- initial weights ----------------------------------------------------------------------------
 
 
