@@ -87,7 +87,10 @@ def torch_worker(args: argparse.Namespace) -> dict:
     from edgetrain.measure import SavedTensorsCounter, footprint_from
 
     torch.manual_seed(0)
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    channels_last = args.variant.startswith("cl")
+    bf16 = args.variant.endswith("bf16")
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     model = create_model(args.model, num_classes=101).train().to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.randn(args.batch_size, 3, args.resolution, args.resolution).to(memory_format=fmt)
@@ -102,9 +105,13 @@ def torch_worker(args: argparse.Namespace) -> dict:
             if i == 0:
                 counter = SavedTensorsCounter(exclude=model)
                 with counter:
-                    loss = nn.functional.cross_entropy(model(x), y)
+                    with autocast:
+                        logits = model(x)
+                    loss = nn.functional.cross_entropy(logits.float(), y)
             else:
-                loss = nn.functional.cross_entropy(model(x), y)
+                with autocast:
+                    logits = model(x)
+                loss = nn.functional.cross_entropy(logits.float(), y)
             loss.backward()
             opt.step()
             if i == 0:
@@ -115,6 +122,7 @@ def torch_worker(args: argparse.Namespace) -> dict:
     above = (sampler.peak - baseline) / MB
     return {
         "framework": "pytorch",
+        "variant": args.variant,
         "model": args.model,
         "train_step_ms": step * 1e3,
         "train_images_per_s": args.batch_size / step,
@@ -221,7 +229,9 @@ def keras_worker(args: argparse.Namespace) -> dict:
 # --- the driver ------------------------------------------------------------------------------
 
 
-def _run_worker(python: str, framework: str, model: str, args: argparse.Namespace) -> dict:
+def _run_worker(
+    python: str, framework: str, model: str, args: argparse.Namespace, variant: str = ""
+) -> dict:
     cmd = [
         python,
         str(HERE),
@@ -238,8 +248,8 @@ def _run_worker(python: str, framework: str, model: str, args: argparse.Namespac
         "--repeat",
         str(args.repeat),
     ]
-    if args.channels_last:
-        cmd.append("--channels-last")
+    if framework == "torch":
+        cmd += ["--variants", variant]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -258,7 +268,11 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=8)
-    ap.add_argument("--channels-last", action="store_true", help="PyTorch in channels_last")
+    ap.add_argument(
+        "--variants",
+        default="nchw,cl,cl-bf16",
+        help="PyTorch variants: nchw (fp32), cl (channels_last fp32), cl-bf16 (+ bf16 autocast)",
+    )
     ap.add_argument("--keras-python", default=str(HERE.parents[1] / ".venv-keras/bin/python"))
     ap.add_argument("--no-keras", action="store_true")
     ap.add_argument("--json", action="store_true")
@@ -267,50 +281,51 @@ def main() -> None:
 
     if args.worker:
         fn = torch_worker if args.worker == "torch" else keras_worker
-        args.model = args.models
+        args.model, args.variant = args.models, args.variants
         print(json.dumps(fn(args)))
         return
 
     keras_ok = not args.no_keras and Path(args.keras_python).is_file()
+    variants = args.variants.split(",")
     rows = []
     for model in args.models.split(","):
-        t = _run_worker(sys.executable, "torch", model, args)
-        k = _run_worker(args.keras_python, "keras", model, args) if keras_ok else {}
-        rows.append({"model": model, "pytorch": t, "keras": k})
+        row = {"model": model, "keras": {}}
+        if keras_ok:
+            row["keras"] = _run_worker(args.keras_python, "keras", model, args)
+        for v in variants:
+            row[v] = _run_worker(sys.executable, "torch", model, args, v)
+        rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    layout = "channels_last" if args.channels_last else "NCHW"
     print(
-        f"training step, batch {args.batch_size}, {args.resolution} px, Adam; PyTorch "
-        f"{layout}; median of {args.repeat} after {args.warmup} warm-up; MB = 2^20 bytes"
+        f"training step, batch {args.batch_size}, {args.resolution} px, Adam, median of "
+        f"{args.repeat} after {args.warmup} warm-up, each in a fresh process; MB = 2^20 bytes"
     )
-    head = (
-        f"{'model':<20}{'torch img/s':>12}{'keras img/s':>12}{'speed-up':>9}"
-        f"{'torch +MB':>11}{'keras +MB':>11}{'mem ratio':>10}{'analytic MB':>12}"
-        f"{'meas/anal':>10}"
-    )
-    print(head)
+    print("img/s (x = speed-up over Keras) and peak RSS above baseline in MB (x = torch / keras)")
+    head = f"{'model':<20}{'keras':>16}" + "".join(f"{v:>22}" for v in variants)
+    print(head + f"{'analytic MB':>13}{'meas/anal':>10}")
     for r in rows:
-        t, k = r["pytorch"], r["keras"]
-        if "error" in t:
-            print(f"{r['model']:<20} pytorch failed: {t['error']}")
-            continue
-        ks = k.get("train_images_per_s")
-        km = k.get("peak_above_baseline_mb")
-        speed = t["train_images_per_s"] / ks if ks else None
-        mem = t["peak_above_baseline_mb"] / km if km else None
-        print(
-            f"{r['model']:<20}{_fmt(t['train_images_per_s'], '12.2f')}{_fmt(ks, '12.2f')}"
-            f"{_fmt(speed, '8.2f')}x{_fmt(t['peak_above_baseline_mb'], '11.0f')}"
-            f"{_fmt(km, '11.0f')}{_fmt(mem, '10.2f')}{_fmt(t['analytic_mb'], '12.0f')}"
-            f"{_fmt(t['measured_over_analytic'], '10.2f')}"
-        )
-        if k.get("error"):
-            print(f"{'':<20} keras: {k['error']}")
+        k = r["keras"]
+        ks, km = k.get("train_images_per_s"), k.get("peak_above_baseline_mb")
+        line = f"{r['model']:<20}{_fmt(ks, '7.2f')}/s {_fmt(km, '5.0f')}MB"
+        for v in variants:
+            t = r[v]
+            if "error" in t:
+                line += f"{'failed':>22}"
+                continue
+            speed = f"{t['train_images_per_s'] / ks:.2f}x" if ks else "-"
+            mem = f"{t['peak_above_baseline_mb'] / km:.2f}x" if km else "-"
+            line += f"{t['train_images_per_s']:7.2f} {speed:>5} {t['peak_above_baseline_mb']:5.0f} {mem:>5}"
+        first = r[variants[0]]
+        line += f"{_fmt(first.get('analytic_mb'), '13.0f')}{_fmt(first.get('measured_over_analytic'), '10.2f')}"
+        print(line)
+        for name, t in (("keras", k), *((v, r[v]) for v in variants)):
+            if t.get("error"):
+                print(f"{'':<20}{name} failed: {t['error']}")
     print(
-        "+MB: peak RSS above the baseline (model, optimizer and batch ready); mem ratio: "
-        "torch / keras; meas/anal: torch +MB / (analytic footprint - weights)"
+        f"analytic and meas/anal are for {variants[0]}: meas/anal = peak above baseline / "
+        "(analytic footprint - weights), the baseline already holding the weights"
     )
 
 

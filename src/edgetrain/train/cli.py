@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -61,7 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--select", choices=["last", "best-val"], help="which epoch's model is tested")
     m = p.add_argument_group("speed and memory")
     m.add_argument("--threads", type=int, help="torch threads (default: all cores)")
-    m.add_argument("--channels-last", action=argparse.BooleanOptionalAction)
+    m.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="NHWC memory layout (on by default: faster on CPU, same results)",
+    )
     m.add_argument("--micro-batch", type=int, help="gradient accumulation over micro-batches")
     m.add_argument(
         "--checkpointing",
@@ -74,9 +79,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         help="in-place activations after BatchNorm (on by default)",
     )
+    b = p.add_argument_group("memory budget")
+    b.add_argument(
+        "--memory-budget",
+        metavar="SIZE",
+        help="whole-process peak RSS to stay under, e.g. 1.5GB, 1GiB, 800MB: the planner picks "
+        "micro-batches / checkpointing to fit, and the run stops with a checkpoint if crossed",
+    )
+    b.add_argument(
+        "--device",
+        metavar="PROFILE",
+        help="a device profile (threads and budget): a shipped name, e.g. raspberry-pi-4-4gb, or "
+        "your own .toml; see `edgetrain train --list-devices`",
+    )
+    b.add_argument("--list-devices", action="store_true", help="list device profiles and exit")
     t = p.add_argument_group("transfer learning")
     t.add_argument("--init", help="start from the weights of this run directory or checkpoint")
     t.add_argument("--train-scope", help="all | head | last:N | bias")
+    t.add_argument(
+        "--stages",
+        metavar="SCOPE:EPOCHS,...",
+        help="train in stages, each from the one before, e.g. head:60,all:20 or `paper` (the "
+        "paper's schedule); each stage runs in a fresh process with its own run directory",
+    )
     p.add_argument("--latency-repeat", type=int, help="timed inference batches (>= 20 advised)")
     p.add_argument("--no-progress", action="store_true", help="log one line per epoch instead")
     p.add_argument("--json", action="store_true", help="print record.json at the end")
@@ -108,6 +133,7 @@ _FIELDS = [
     "init",
     "train_scope",
     "latency_repeat",
+    "device",
 ]
 
 
@@ -137,6 +163,11 @@ def config_from_args(args: argparse.Namespace):
             except json.JSONDecodeError:
                 model_args[key] = raw
         base["model_args"] = model_args
+    if args.memory_budget:
+        from edgetrain.measure import MB
+        from edgetrain.train.planner import parse_size
+
+        base["memory_budget_mb"] = parse_size(args.memory_budget) / MB
     if not base.get("model"):
         raise EdgeTrainError("which model? give --model NAME (see `edgetrain models`)")
     if not base.get("data"):
@@ -147,10 +178,26 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from edgetrain.train.engine import train
 
-    if args.resume:
+    if args.list_devices:
+        from edgetrain.measure import MB
+        from edgetrain.train.planner import load_device, shipped_devices
+
+        for name in shipped_devices():
+            d = load_device(name)
+            print(
+                f"{name:<24} {d.threads} threads, budget {d.budget_bytes / MB:,.0f} MB "
+                f"of {d.memory_bytes / MB:,.0f} MB  {d.description}"
+            )
+        return 0
+
+    if args.resume and not args.stages:
         if args.out is None:
             raise EdgeTrainError("--resume needs --out RUN_DIR (the run to continue)")
-        given = [n for n in (*_FIELDS, "model_arg") if getattr(args, n, None) is not None]
+        given = [
+            n
+            for n in (*_FIELDS, "model_arg", "memory_budget")
+            if getattr(args, n, None) is not None
+        ]
         if given or args.config:
             raise EdgeTrainError(
                 "--resume continues a run with its saved config; drop "
@@ -160,12 +207,56 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(args)
     out = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.stages:
+        return run_staged(config, args, out)
     log = print if args.no_progress else None
     record = train(config, out, resume=args.resume, progress=not args.no_progress, log=log)
     if args.json:
         print(json.dumps(record, indent=2))
     else:
         print_summary(record, out)
+    return 0
+
+
+def run_staged(config, args: argparse.Namespace, out: Path) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgetrain.train.stages import parse_stages, run_stages, stage_rows
+
+    if args.resume:
+        raise EdgeTrainError("--stages resumes by itself: run the same command again")
+    stages = parse_stages(args.stages)
+    records = run_stages(config, stages, out, log=lambda msg: print(msg, file=sys.stderr))
+    rows = stage_rows(records)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"{config.model} on {config.data}, in stages", title_justify="left")
+    for col in (
+        "stage",
+        "scope",
+        "epochs",
+        "trainable params",
+        "test acc",
+        "peak RSS MB",
+        "peak above baseline MB",
+        "s / epoch",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["stage"]),
+            r["train_scope"],
+            str(r["epochs"]),
+            f"{r['params_trainable']:,}",
+            f"{r['test_accuracy']:.4f}",
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['peak_above_baseline_mb']:.0f}",
+            f"{r['epoch_s']:.1f}",
+        )
+    Console().print(table)
+    print(f"run directories: {out}/stage*")
     return 0
 
 

@@ -69,6 +69,10 @@ class TrainingDiverged(EdgeTrainError):
     """The loss became NaN or infinite."""
 
 
+class MemoryBudgetExceeded(EdgeTrainError):
+    """The process RSS crossed the run's memory budget; training stopped with a checkpoint."""
+
+
 def train(
     config: RunConfig,
     out_dir: str | Path,
@@ -86,6 +90,7 @@ def train(
         config, state = _load_for_resume(run_dir)
     else:
         config.validate()
+        config = _apply_device(config)
     if config.precision == "bf16" and not cpu_supports_bf16():
         raise EdgeTrainError(
             "this CPU has no native bf16 (avx512_bf16 or amx_bf16); emulated bf16 is slower "
@@ -164,6 +169,8 @@ def _train(
         set_inplace_activations(model, False)
     init_info = load_init_weights(model, config.init) if config.init else None
     frozen = apply_train_scope(model, config.train_scope)
+    if config.memory_budget_mb and not (run_dir / PLAN).exists():
+        config, _ = _plan(config, model, train_loader, sampler, run_dir, log, progress)
     if config.checkpointing:
         enable_checkpointing(model)
     if config.channels_last:
@@ -191,6 +198,7 @@ def _train(
 
     # --- the loop ------------------------------------------------------------------------------
     micro = config.micro_batch or config.batch_size
+    budget_bytes = int(config.memory_budget_mb * MB) if config.memory_budget_mb else None
     step_ms: list[float] = []
     footprint: dict[str, float] | None = None
     bar = TrainProgress(enabled=progress, epochs=config.epochs, steps=len(train_loader))
@@ -212,6 +220,12 @@ def _train(
                     raise _diverged(run_dir, epoch, step, len(train_loader), loss, history)
                 if counter is not None:
                     footprint = footprint_from(model, optimizer, counter).to_dict()
+                if budget_bytes is not None:
+                    rss = max(sampler.last_bytes, peak_rss_bytes() if hwm_ok else 0)
+                    if rss > budget_bytes:
+                        raise _over_budget(
+                            run_dir, model, optimizer, epoch, step, rss, budget_bytes, history
+                        )
                 step_ms.append(dt_ms)
                 loss_sum += loss * len(y)
                 correct += n_correct
@@ -307,6 +321,7 @@ def _train(
         bn_stats=bn_stats,
         macs=macs,
         init_info=init_info,
+        plan=_load_plan(run_dir),
         started=started,
         resumed=state is not None,
     )
@@ -451,6 +466,7 @@ def _assemble_record(
     bn_stats,
     macs,
     init_info,
+    plan,
     started,
     resumed,
 ) -> RunRecord:
@@ -504,9 +520,99 @@ def _assemble_record(
         bn_stats=bn_stats,
         macs=macs,
         init=init_info,
+        plan=plan,
         environment=environment(),
         config=config.to_dict(),
         history=history,
+    )
+
+
+# --- memory budget ---------------------------------------------------------------------------
+
+PLAN = "plan.json"
+
+
+def _apply_device(config: RunConfig) -> RunConfig:
+    """A device profile fills in the threads and the memory budget the user did not give."""
+    if not config.device:
+        return config
+    from edgetrain.train.planner import load_device
+
+    dev = load_device(config.device)
+    changes: dict[str, Any] = {}
+    if config.threads is None:
+        changes["threads"] = dev.threads
+    if config.memory_budget_mb is None:
+        changes["memory_budget_mb"] = dev.budget_bytes / MB
+    return config.replace(**changes) if changes else config
+
+
+def _plan(config, model, train_loader, sampler, run_dir, log, progress):
+    from rich.console import Console
+
+    from edgetrain.train.planner import make_plan, print_plan
+
+    gc.collect()
+    baseline = sampler.sample_now()
+    x, y = next(iter(train_loader.epoch(0)))
+    rng = torch.get_rng_state()  # probing must not change what training draws
+    plan = make_plan(
+        model,
+        budget_bytes=int(config.memory_budget_mb * MB),
+        baseline_bytes=baseline,
+        batch_size=config.batch_size,
+        x=x[:4].contiguous(),
+        y=y[:4],
+        optimizer=config.optimizer,
+        momentum=config.momentum,
+        channels_last=config.channels_last,
+        precisions=(config.precision,),
+    )
+    torch.set_rng_state(rng)
+    del x, y
+    gc.collect()
+    c = plan.chosen
+    config = config.replace(
+        micro_batch=c.micro_batch if c.micro_batch < config.batch_size else None,
+        checkpointing=c.checkpointing or config.checkpointing,
+        precision=c.precision,
+    )
+    atomic_write_text(run_dir / CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(run_dir / PLAN, json.dumps(plan.to_dict(), indent=2) + "\n")
+    if progress:
+        print_plan(plan, Console(stderr=True))
+    log(
+        f"memory plan: {c.label()}, predicted peak {c.predicted_peak_mb:.0f} MB "
+        f"of a {plan.budget_mb:.0f} MB budget"
+    )
+    return config, plan
+
+
+def _load_plan(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / PLAN
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _over_budget(run_dir, model, optimizer, epoch, step, rss, budget, history):
+    save_checkpoint(
+        run_dir / "stopped.pt",
+        {
+            "model": plain_state_dict(model),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "step": step + 1,
+        },
+    )
+    last = (
+        f"{run_dir / CHECKPOINT} holds the last finished epoch ({history[-1]['epoch']}); "
+        if history
+        else ""
+    )
+    return MemoryBudgetExceeded(
+        f"memory budget exceeded: RSS reached {rss / MB:.0f} MB of a {budget / MB:.0f} MB budget "
+        f"at epoch {epoch + 1}, step {step + 1}; training stopped. {last}the state at the stop "
+        f"is in {run_dir / 'stopped.pt'}. Give a larger budget, or let the planner choose "
+        "(--memory-budget) instead of fixed settings."
     )
 
 
