@@ -290,6 +290,11 @@ def run_report(args: argparse.Namespace) -> int:
         console.print(f"[yellow]skipped[/] {p}")
     if not records:
         raise EdgeTrainError(f"no record.json under {src}")
-    paths = write_report(records, args.out or src / "report", title=f"edgetrain report: {src.name}")
+    paths = write_report(
+        records,
+        args.out or src / "report",
+        title=f"edgetrain report: {src.name}",
+        notes=[f"skipped: {p}" for p in problems],
+    )
     console.print(f"report: {paths.get('html')}")
     return 0

@@ -190,7 +190,7 @@ def _train(
         best_val = float(state.get("best_val_accuracy", -1.0))
         log(f"resuming {run_dir} after epoch {start_epoch}")
 
-    gc.collect()
+    _release_freed_memory()
     baseline_rss_mb = sampler.sample_now() / MB  # model built, data cached, before the first step
     sampler.mark("baseline")
     # the kernel's high-water mark catches spikes between two samples; restart it per epoch
@@ -527,6 +527,19 @@ def _assemble_record(
     )
 
 
+def _release_freed_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc malloc_trim), so the baseline
+    is what the process holds, not what decoding or planning once used: otherwise training
+    would reuse that cached memory and its peak above baseline would look smaller than it is."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 # --- memory budget ---------------------------------------------------------------------------
 
 PLAN = "plan.json"
@@ -570,7 +583,7 @@ def _plan(config, model, train_loader, sampler, run_dir, log, progress):
     )
     torch.set_rng_state(rng)
     del x, y
-    gc.collect()
+    _release_freed_memory()
     c = plan.chosen
     config = config.replace(
         micro_batch=c.micro_batch if c.micro_batch < config.batch_size else None,
