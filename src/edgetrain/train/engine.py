@@ -285,19 +285,15 @@ def _train(
     if config.select == "best-val" and (run_dir / "best.pt").is_file():
         load_plain_state_dict(model, load_checkpoint(run_dir / "best.pt")["model"])
     test = _evaluate(model, eval_loaders["test"], len(classes), config)
-    lat_b1 = inference_latency_ms(
-        model,
-        batch_size=1,
-        resolution=config.resolution,
-        channels_last=config.channels_last,
-        repeat=config.latency_repeat,
-    )
-    lat_b16 = inference_latency_ms(
-        model,
-        batch_size=16,
-        resolution=config.resolution,
-        channels_last=config.channels_last,
-        repeat=config.latency_repeat,
+    lat_b1, lat_b16 = (
+        inference_latency_ms(
+            model,
+            batch_size=b,
+            resolution=config.resolution,
+            channels_last=config.channels_last,
+            repeat=config.latency_repeat,
+        )
+        for b in (1, 16)
     )
     if footprint is None:  # resumed after the last epoch: measure one step's footprint anyway
         set_train_mode(model, frozen)

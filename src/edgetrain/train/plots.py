@@ -20,6 +20,20 @@ def _floats(rows: list[dict[str, str]], key: str) -> list[float | None]:
     return [float(r[key]) if r.get(key) not in (None, "", "None") else None for r in rows]
 
 
+def _envelope(
+    xs: list[float], ys: list[float], bins: int
+) -> tuple[list[float], list[float], list[float]]:
+    """Min and max of ys in up to `bins` consecutive groups of samples."""
+    n = max(1, len(xs) // bins)
+    t, lo, hi = [], [], []
+    for i in range(0, len(xs), n):
+        chunk = ys[i : i + n]
+        t.append(xs[i])
+        lo.append(min(chunk))
+        hi.append(max(chunk))
+    return t, lo, hi
+
+
 def plot_run(run_dir: Path) -> list[Path]:
     """Write curves.png and rss.png into `run_dir` from its history.csv and rss.csv."""
     run_dir = Path(run_dir)
@@ -58,7 +72,12 @@ def plot_run(run_dir: Path) -> list[Path]:
                 offset += last_t
             xs.append(t + offset)
             last_t = t
-        ax.plot(xs, [float(r["rss_mb"]) for r in rows], lw=1)
+        ys = [float(r["rss_mb"]) for r in rows]
+        # 20 samples a second over a long run is a solid band: draw each bin's range (shaded)
+        # and its maximum (the line that matters for a memory budget)
+        t, lo, hi = _envelope(xs, ys, bins=600)
+        ax.fill_between(t, lo, hi, alpha=0.3, lw=0, label="range per time bin")
+        ax.plot(t, hi, lw=1, label="peak per time bin")
         base = hist[0].get("baseline_rss_mb")
         if base:
             ax.axhline(float(base), color="grey", ls="--", lw=1, label="baseline (before step 1)")
