@@ -19,15 +19,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+# plain = NCHW, fp32, whole batch, no checkpointing, in-place activations (each mode alone on top)
+_PLAIN = ["--no-channels-last"]
 MODES: dict[str, list[str]] = {
-    "plain": [],
+    "plain": _PLAIN,
     "channels_last": ["--channels-last"],
-    "micro-batch 4": ["--micro-batch", "4"],
-    "micro-batch 2": ["--micro-batch", "2"],
-    "checkpointing": ["--checkpointing"],
-    "bf16": ["--precision", "bf16"],
-    "in-place off": ["--no-inplace-act"],
-    "planner": [],  # --memory-budget added below
+    "micro-batch 4": [*_PLAIN, "--micro-batch", "4"],
+    "micro-batch 2": [*_PLAIN, "--micro-batch", "2"],
+    "checkpointing": [*_PLAIN, "--checkpointing"],
+    "bf16": [*_PLAIN, "--precision", "bf16"],
+    "in-place off": [*_PLAIN, "--no-inplace-act"],
+    "planner": [],  # edgetrain's defaults (channels_last) + --memory-budget, added below
 }
 
 

@@ -11,11 +11,16 @@ from edgetrain.train import engine as engine_mod
 from edgetrain.train.checkpoint import load_checkpoint
 from edgetrain.train.engine import MemoryBudgetExceeded
 from edgetrain.train.planner import (
+    OVERHEAD,
     Candidate,
     Plan,
+    Probe,
+    can_train_single_image,
+    fixed_training_bytes,
     load_device,
     make_plan,
     parse_size,
+    probe_settings,
     shipped_devices,
 )
 
@@ -66,22 +71,62 @@ def test_device_profiles(tmp_path):
         load_device(str(tmp_path / "bad.toml"))
 
 
+_PROBES = {}
+
+
 def _plan(budget_bytes, baseline_bytes=0):
-    torch.manual_seed(0)
-    model = create_model("xception_lite", num_classes=6, middle_depth=1).train()
-    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    if not _PROBES:  # probe the tiny model once for the tests below
+        torch.manual_seed(0)
+        model = create_model("xception_lite", num_classes=6, middle_depth=1).train()
+        x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+        _PROBES["probes"] = probe_settings(model, x, y, channels_last=False, precisions=("fp32",))
+        _PROBES["single"] = can_train_single_image(model, x)
+        trainable = sum(p.numel() * 4 for p in model.parameters())
+        _PROBES["fixed"] = fixed_training_bytes(trainable, "adam", 0.9)
     return make_plan(
-        model,
+        _PROBES["probes"],
         budget_bytes=budget_bytes,
         baseline_bytes=baseline_bytes,
         batch_size=8,
-        x=x,
-        y=y,
-        optimizer="adam",
-        momentum=0.9,
-        channels_last=False,
-        precisions=("fp32",),
+        fixed_bytes=_PROBES["fixed"],
+        min_micro_batch=1 if _PROBES["single"] else 2,
     )
+
+
+def _fake_probe(checkpointing, saved, block, step):
+    return Probe(checkpointing, "fp32", (2, 4), saved, block, step)
+
+
+def test_make_plan_arithmetic_on_hand_made_probes():
+    mib = 2**20
+    plain = _fake_probe(False, (200 * mib, 400 * mib), (60 * mib, 120 * mib), (1.0, 1.8))
+    ckpt = _fake_probe(True, (20 * mib, 40 * mib), (60 * mib, 120 * mib), (1.3, 2.4))
+    plan = make_plan(
+        [plain, ckpt],
+        budget_bytes=700 * mib,
+        baseline_bytes=300 * mib,
+        batch_size=8,
+        fixed_bytes=50 * mib,
+    )
+    by = {(c.micro_batch, c.checkpointing): c for c in plan.candidates}
+    # saved(m) = 100 MB per image; m = 2: 300 + 1.2 * (50 + 200) = 600 MB
+    assert by[(2, False)].predicted_peak_mb == pytest.approx(300 + OVERHEAD * 250)
+    # checkpointing adds the largest block twice: m = 8 -> saved 80, block 240
+    assert by[(8, True)].predicted_peak_mb == pytest.approx(300 + OVERHEAD * (50 + 80 + 2 * 240))
+    # time per step over the batch: (8 / m) * (c + d * m) with c = 0.2 s, d = 0.4 s per image
+    assert by[(2, False)].predicted_step_s == pytest.approx(4 * (0.2 + 0.4 * 2))
+    fitting = [c for c in plan.candidates if c.predicted_peak_mb <= 700]
+    assert plan.chosen == min(fitting, key=lambda c: c.predicted_step_s)
+    assert {c.micro_batch for c in plan.candidates} == {1, 2, 4, 8}
+    none_of_one = make_plan(
+        [plain],
+        budget_bytes=2**40,
+        baseline_bytes=0,
+        batch_size=8,
+        fixed_bytes=0,
+        min_micro_batch=2,
+    )
+    assert 1 not in {c.micro_batch for c in none_of_one.candidates}
 
 
 def test_plan_picks_fastest_fitting_and_predictions_order():
@@ -91,7 +136,10 @@ def test_plan_picks_fastest_fitting_and_predictions_order():
     # at 32 px the last feature map is 1x1: a micro-batch of 1 cannot train and is left out
     assert 1 not in {c.micro_batch for c in roomy.candidates}
     assert by_setting[(2, False)].predicted_peak_mb < by_setting[(8, False)].predicted_peak_mb
-    assert by_setting[(8, True)].predicted_peak_mb < by_setting[(8, False)].predicted_peak_mb
+    # checkpointing keeps only the blocks' inputs for backward (at this tiny size the block it
+    # recomputes costs about as much again, so only the saved part is compared)
+    plain, ckpt = sorted(_PROBES["probes"], key=lambda p: p.checkpointing)
+    assert ckpt.saved_at(8) < plain.saved_at(8) / 2
     assert roomy.chosen == min(roomy.candidates, key=lambda c: c.predicted_step_s)
     peaks = sorted(c.predicted_peak_mb for c in roomy.candidates)
     budget_mb = (peaks[0] + peaks[-1]) / 2
@@ -120,6 +168,7 @@ def test_over_budget_run_stops_with_a_checkpoint(tmp_path, monkeypatch):
         return Plan(budget_bytes / 2**20, baseline_bytes / 2**20, 0.0, c, (c,))
 
     monkeypatch.setattr("edgetrain.train.planner.make_plan", optimistic)
+    monkeypatch.setattr("edgetrain.train.planner.probe_in_subprocess", lambda spec: ([], True))
     run = tmp_path / "run"
     with pytest.raises(MemoryBudgetExceeded, match=r"memory budget exceeded.*step 1"):
         train(RunConfig(**TINY, memory_budget_mb=10.0), run, progress=False)

@@ -170,7 +170,7 @@ def _train(
     init_info = load_init_weights(model, config.init) if config.init else None
     frozen = apply_train_scope(model, config.train_scope)
     if config.memory_budget_mb and not (run_dir / PLAN).exists():
-        config, _ = _plan(config, model, train_loader, sampler, run_dir, log, progress)
+        config, _ = _plan(config, model, len(classes), sampler, run_dir, log, progress)
     if config.checkpointing:
         enable_checkpointing(model)
     if config.channels_last:
@@ -556,30 +556,39 @@ def _apply_device(config: RunConfig) -> RunConfig:
     return config.replace(**changes) if changes else config
 
 
-def _plan(config, model, train_loader, sampler, run_dir, log, progress):
+def _plan(config, model, num_classes, sampler, run_dir, log, progress):
     from rich.console import Console
 
-    from edgetrain.train.planner import make_plan, print_plan
-
-    gc.collect()
-    baseline = sampler.sample_now()
-    x, y = next(iter(train_loader.epoch(0)))
-    rng = torch.get_rng_state()  # probing must not change what training draws
-    plan = make_plan(
-        model,
-        budget_bytes=int(config.memory_budget_mb * MB),
-        baseline_bytes=baseline,
-        batch_size=config.batch_size,
-        x=x[:4].contiguous(),
-        y=y[:4],
-        optimizer=config.optimizer,
-        momentum=config.momentum,
-        channels_last=config.channels_last,
-        precisions=(config.precision,),
+    from edgetrain.train.planner import (
+        fixed_training_bytes,
+        make_plan,
+        print_plan,
+        probe_in_subprocess,
     )
-    torch.set_rng_state(rng)
-    del x, y
+
+    probes, single_ok = probe_in_subprocess(
+        {
+            "model": config.model,
+            "model_args": config.model_args,
+            "num_classes": num_classes,
+            "resolution": config.resolution,
+            "train_scope": config.train_scope,
+            "channels_last": config.channels_last,
+            "precisions": [config.precision],
+            "inplace_act": config.inplace_act,
+            "threads": config.threads,
+        }
+    )
     _release_freed_memory()
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    plan = make_plan(
+        probes,
+        budget_bytes=int(config.memory_budget_mb * MB),
+        baseline_bytes=sampler.sample_now(),
+        batch_size=config.batch_size,
+        fixed_bytes=fixed_training_bytes(trainable, config.optimizer, config.momentum),
+        min_micro_batch=1 if single_ok else 2,
+    )
     c = plan.chosen
     config = config.replace(
         micro_batch=c.micro_batch if c.micro_batch < config.batch_size else None,
@@ -620,8 +629,8 @@ def _over_budget(run_dir, model, optimizer, epoch, step, rss, budget, history):
     return MemoryBudgetExceeded(
         f"memory budget exceeded: RSS reached {rss / MB:.0f} MB of a {budget / MB:.0f} MB budget "
         f"at epoch {epoch + 1}, step {step + 1}; training stopped. {last}the state at the stop "
-        f"is in {run_dir / 'stopped.pt'}. Give a larger budget, or let the planner choose "
-        "(--memory-budget) instead of fixed settings."
+        f"is in {run_dir / 'stopped.pt'}. The settings in {run_dir / CONFIG} needed more than "
+        "that: give a larger budget, or a smaller --micro-batch / --checkpointing."
     )
 
 

@@ -188,7 +188,7 @@ def _probe(
     x: torch.Tensor,
     y: torch.Tensor,
     sizes: tuple[int, int],
-    repeat: int = 2,
+    repeat: int = 3,
 ) -> Probe:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     saved, blocks, times = [], [], []
@@ -215,14 +215,14 @@ def _probe(
         blocks.append(attribution.largest())
         del out, plain
         ts = []
-        for _ in range(repeat + 1):  # the first call warms up the kernels
+        for _ in range(repeat + 2):  # the first calls warm up the kernels and the allocator
             model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
             with autocast_context(precision):
                 loss = F.cross_entropy(model(xs).float(), ys)
             loss.backward()
             ts.append(time.perf_counter() - t0)
-        times.append(statistics.median(ts[1:]))
+        times.append(statistics.median(ts[2:]))
         del model, loss
     return Probe(
         checkpointing,
@@ -259,7 +259,7 @@ class Candidate:
 class Plan:
     budget_mb: float
     baseline_mb: float
-    fixed_mb: float  # gradients + optimizer state
+    fixed_mb: float  # gradients, optimizer state and its step's temporaries
     chosen: Candidate
     candidates: tuple[Candidate, ...]
 
@@ -278,36 +278,24 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(n, 0, -1) if n % d == 0]
 
 
-def make_plan(
+def probe_settings(
     model: nn.Module,
-    *,
-    budget_bytes: int,
-    baseline_bytes: int,
-    batch_size: int,
     x: torch.Tensor,
     y: torch.Tensor,
-    optimizer: str,
-    momentum: float,
+    *,
     channels_last: bool,
     precisions: tuple[str, ...],
     allow_checkpointing: bool = True,
-) -> Plan:
-    """Probe each setting, predict every (micro-batch, checkpointing, precision) candidate's peak
-    RSS and step time, and pick the fastest that fits the budget; refuse if none does."""
-    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    states = 2 if optimizer == "adam" else (1 if momentum else 0)
-    fixed = trainable * (1 + states)  # gradients + optimizer state
+) -> list[Probe]:
+    """Probe every (checkpointing, precision) setting on `model` with images x (>= 4) and labels y.
+
+    Micro-batches of 2 and 4 are probed (timings at 1 image are mostly fixed overheads); where
+    a micro-batch of 1 cannot train (a BatchNorm over a 1x1 feature map sees one value per
+    channel) the plan leaves it out.
+    """
     if len(x) < 4:
         raise EdgeTrainError("the memory planner needs at least 4 training images")
-    # a micro-batch of 1 cannot train where a BatchNorm sees a single value per channel (a 1x1
-    # feature map): then probe at 2 and 4 and leave micro-batches of 1 out
-    sizes = (1, 2)
-    try:
-        with torch.no_grad():
-            copy.deepcopy(model).train()(x[:1])
-    except ValueError:
-        sizes = (2, 4)
-    probes = [
+    return [
         _probe(
             model,
             checkpointing=ck,
@@ -315,17 +303,54 @@ def make_plan(
             channels_last=channels_last,
             x=x,
             y=y,
-            sizes=sizes,
+            sizes=(2, 4),
         )
         for pr in precisions
         for ck in ((False, True) if allow_checkpointing else (False,))
     ]
+
+
+def can_train_single_image(model: nn.Module, x: torch.Tensor) -> bool:
+    try:
+        with torch.no_grad():
+            copy.deepcopy(model).train()(x[:1])
+    except ValueError:
+        return False
+    return True
+
+
+def fixed_training_bytes(trainable_bytes: int, optimizer: str, momentum: float) -> int:
+    """Memory a training step needs whatever the batch: gradients, optimizer state, and the
+    optimizer step's temporaries (Adam's multi-tensor update allocates about two parameter-sized
+    buffers while it runs; SGD with momentum one)."""
+    if optimizer == "adam":
+        states, temps = 2, 2
+    else:
+        states, temps = (1, 1) if momentum else (0, 0)
+    return trainable_bytes * (1 + states + temps)
+
+
+def make_plan(
+    probes: list[Probe],
+    *,
+    budget_bytes: int,
+    baseline_bytes: int,
+    batch_size: int,
+    fixed_bytes: int,
+    min_micro_batch: int = 1,
+) -> Plan:
+    """Predict every (micro-batch, checkpointing, precision) candidate's peak RSS and step time
+    from the probes, and pick the fastest predicted to fit the budget; refuse if none does.
+
+    With checkpointing, backward recomputes one block at a time: its activations and their
+    gradients exist together, so the largest block counts twice on top of what is saved.
+    """
     candidates = []
     for p in probes:
         for m in _divisors(batch_size):
-            if m < sizes[0]:
+            if m < min_micro_batch:
                 continue
-            extra = fixed + p.saved_at(m) + (p.block_at(m) if p.checkpointing else 0.0)
+            extra = fixed_bytes + p.saved_at(m) + (2 * p.block_at(m) if p.checkpointing else 0.0)
             peak = baseline_bytes + OVERHEAD * extra
             step = (batch_size / m) * p.step_s_at(m)
             candidates.append(
@@ -341,7 +366,68 @@ def make_plan(
             f"({best.label()}) is predicted to peak at {best.predicted_peak_mb:.0f} MB. Use a "
             "smaller model, resolution or dataset, a lower --train-scope, or a larger budget."
         )
-    return Plan(budget_bytes / MB, baseline_bytes / MB, fixed / MB, fitting[0], tuple(candidates))
+    return Plan(
+        budget_bytes / MB, baseline_bytes / MB, fixed_bytes / MB, fitting[0], tuple(candidates)
+    )
+
+
+# --- probing in a fresh process -------------------------------------------------------------------
+
+
+def probe_in_subprocess(spec: dict[str, Any]) -> tuple[list[Probe], bool]:
+    """Run the probes in a fresh Python process, so the memory they touch never stays in the
+    training process (freed heap is not always returned to the OS). `spec` holds model,
+    model_args, num_classes, resolution, train_scope, channels_last, precisions, inplace_act.
+    Returns the probes and whether a micro-batch of 1 can train."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgetrain.train.planner", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise EdgeTrainError("the memory planner's probe failed: " + " | ".join(tail))
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    probes = [
+        Probe(
+            d["checkpointing"],
+            d["precision"],
+            tuple(d["sizes"]),
+            tuple(d["saved_bytes"]),
+            tuple(d["block_bytes"]),
+            tuple(d["step_s"]),
+        )
+        for d in out["probes"]
+    ]
+    return probes, bool(out["single_image_ok"])
+
+
+def _probe_main(spec: dict[str, Any]) -> dict[str, Any]:
+    from edgetrain.models import create_model
+    from edgetrain.train.modes import apply_train_scope, set_inplace_activations
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    torch.manual_seed(0)
+    model = create_model(spec["model"], num_classes=spec["num_classes"], **spec["model_args"])
+    apply_train_scope(model, spec["train_scope"])
+    if not spec.get("inplace_act", True):
+        set_inplace_activations(model, False)
+    r = spec["resolution"]
+    x = torch.randn(4, 3, r, r)
+    y = torch.arange(4) % spec["num_classes"]
+    probes = probe_settings(
+        model, x, y, channels_last=spec["channels_last"], precisions=tuple(spec["precisions"])
+    )
+    return {
+        "probes": [asdict(p) for p in probes],
+        "single_image_ok": can_train_single_image(model, x),
+    }
 
 
 def print_plan(plan: Plan, console: Any, *, limit: int = 12) -> None:
@@ -366,3 +452,10 @@ def print_plan(plan: Plan, console: Any, *, limit: int = 12) -> None:
             style=style,
         )
     console.print(table)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(_probe_main(json.loads(sys.argv[1]))))
