@@ -111,8 +111,8 @@ def test_make_plan_arithmetic_on_hand_made_probes():
     by = {(c.micro_batch, c.checkpointing): c for c in plan.candidates}
     # saved(m) = 100 MB per image; m = 2: 300 + 1.2 * (50 + 200) = 600 MB
     assert by[(2, False)].predicted_peak_mb == pytest.approx(300 + OVERHEAD * 250)
-    # checkpointing adds the largest block twice: m = 8 -> saved 80, block 240
-    assert by[(8, True)].predicted_peak_mb == pytest.approx(300 + OVERHEAD * (50 + 80 + 2 * 240))
+    # checkpointing adds the largest block, recomputed in backward: m = 8 -> saved 80, block 240
+    assert by[(8, True)].predicted_peak_mb == pytest.approx(300 + OVERHEAD * (50 + 80 + 240))
     # time per step over the batch: (8 / m) * (c + d * m) with c = 0.2 s, d = 0.4 s per image
     assert by[(2, False)].predicted_step_s == pytest.approx(4 * (0.2 + 0.4 * 2))
     fitting = [c for c in plan.candidates if c.predicted_peak_mb <= 700]

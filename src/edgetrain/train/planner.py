@@ -4,7 +4,8 @@ The prediction is made inside the training process, with the model built and the
 
     predicted peak RSS = baseline RSS (measured now)
                          + OVERHEAD x (gradients + optimizer state + saved activations(m)
-                                       + recomputed block(m) when checkpointing)
+                                       + recomputed block(m) when checkpointing
+                                       + the optimizer step's temporaries)
 
 where the saved activations of one micro-batch of m images are measured, not guessed: one real
 forward pass at m = 1 and m = 2 under `saved_tensors_hooks` gives a + b*m per setting (precision
@@ -342,15 +343,16 @@ def make_plan(
     """Predict every (micro-batch, checkpointing, precision) candidate's peak RSS and step time
     from the probes, and pick the fastest predicted to fit the budget; refuse if none does.
 
-    With checkpointing, backward recomputes one block at a time: its activations and their
-    gradients exist together, so the largest block counts twice on top of what is saved.
+    With checkpointing, backward recomputes one block at a time, so the largest block's
+    activations come on top of what is saved (calibrated against benchmarks/memory_modes.py:
+    counting them twice over-predicted xception_lite's checkpointed peak by 27 %).
     """
     candidates = []
     for p in probes:
         for m in _divisors(batch_size):
             if m < min_micro_batch:
                 continue
-            extra = fixed_bytes + p.saved_at(m) + (2 * p.block_at(m) if p.checkpointing else 0.0)
+            extra = fixed_bytes + p.saved_at(m) + (p.block_at(m) if p.checkpointing else 0.0)
             peak = baseline_bytes + OVERHEAD * extra
             step = (batch_size / m) * p.step_s_at(m)
             candidates.append(
