@@ -344,8 +344,8 @@ def make_plan(
     from the probes, and pick the fastest predicted to fit the budget; refuse if none does.
 
     With checkpointing, backward recomputes one block at a time, so the largest block's
-    activations come on top of what is saved (calibrated against benchmarks/memory_modes.py:
-    counting them twice over-predicted xception_lite's checkpointed peak by 27 %).
+    activations come on top of what is saved (counting them twice, for their gradients too,
+    over-predicted xception_lite's checkpointed peak by 27 % in benchmarks/memory_modes.py).
     """
     candidates = []
     for p in probes:
