@@ -42,7 +42,7 @@ def test_reset_peak_rss_forgets_an_earlier_spike():
     spike = np.ones(64 * MB // 8)  # touched: 64 MiB resident
     del spike
     if not reset_peak_rss():
-        pytest.skip("this kernel or sandbox refuses /proc/self/clear_refs")
+        pytest.skip("this kernel or container refuses /proc/self/clear_refs")
     assert peak_rss_bytes() < current_rss_bytes() + 32 * MB
 
 

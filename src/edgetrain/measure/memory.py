@@ -74,7 +74,7 @@ def peak_rss_bytes() -> int:
 
 def reset_peak_rss() -> bool:
     """Restart the kernel's RSS high-water mark (`peak_rss_bytes`) at the current RSS, by writing 5
-    to /proc/self/clear_refs (Linux >= 4.0). Returns False where the kernel or a sandbox refuses;
+    to /proc/self/clear_refs (Linux >= 4.0). Returns False where the kernel or a container refuses;
     the peak then still counts from process start. Also resets the current-process part of
     `ru_maxrss_bytes`."""
     try:
