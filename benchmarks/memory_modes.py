@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edgetrain.train.rundir import RunDir
+
 # plain = NCHW, fp32, whole batch, no checkpointing, in-place activations (each mode alone on top)
 _PLAIN = ["--no-channels-last"]
 MODES: dict[str, list[str]] = {
@@ -62,20 +64,20 @@ def run_mode(name: str, extra: list[str], args: argparse.Namespace, out: Path) -
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return {"mode": name, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1]}
-    record = json.loads((out / "record.json").read_text())
+    record = RunDir(out).load_record()
     row = {
         "mode": name,
-        "peak_rss_mb": record["peak_rss_mb"],
-        "peak_above_baseline_mb": record["peak_above_baseline_mb"],
-        "baseline_rss_mb": record["baseline_rss_mb"],
-        "train_images_per_s": record["train_images_per_s"],
-        "analytic_mb": record["analytic_mb"],
+        "peak_rss_mb": record.peak_rss_mb,
+        "peak_above_baseline_mb": record.peak_above_baseline_mb,
+        "baseline_rss_mb": record.baseline_rss_mb,
+        "train_images_per_s": record.train_images_per_s,
+        "analytic_mb": record.analytic_mb,
     }
-    if record.get("plan"):
-        chosen = record["plan"]["chosen"]
+    if record.plan:
+        chosen = record.plan["chosen"]
         row["plan"] = chosen
         row["predicted_peak_mb"] = chosen["predicted_peak_mb"]
-        row["prediction_error"] = chosen["predicted_peak_mb"] / record["peak_rss_mb"] - 1
+        row["prediction_error"] = chosen["predicted_peak_mb"] / record.peak_rss_mb - 1
     return row
 
 

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from edgetrain.errors import EdgeTrainError
+from edgetrain.errors import EdgeTrainError, describe_os_error
 
 # Subcommand modules, each with register(subparsers). Missing ones (work in progress) are skipped.
 _COMMAND_MODULES = (
@@ -18,10 +18,17 @@ _COMMAND_MODULES = (
     "edgetrain.data.cli",
     "edgetrain.train.cli",
     "edgetrain.bench.cli",
+    "edgetrain.report.cli",
+    "edgetrain.deploy.cli",
 )
+# Commands whose module registers them alone when they are the command asked for, so that their
+# start-up imports only what they need (`predict` on an .onnx loads no torch; importing the other
+# command modules would, through their packages' __init__).
+_STANDALONE = dict.fromkeys(("export", "predict", "evaluate"), "edgetrain.deploy.cli")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only `command`'s when its module can stand alone."""
     from edgetrain import __version__
 
     parser = argparse.ArgumentParser(
@@ -32,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgetrain {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in _COMMAND_MODULES:
+    for name in (_STANDALONE[command],) if command in _STANDALONE else _COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -44,12 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except EdgeTrainError as exc:
         print(f"edgetrain: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only or missing folder, /proc, permissions
+        print(f"edgetrain: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgetrain: interrupted", file=sys.stderr)

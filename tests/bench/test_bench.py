@@ -21,7 +21,12 @@ def _fake_runner(calls):
             data=config.data,
             config=config.to_dict(),
             test_accuracy=0.5 + 0.1 * config.seed,
+            peak_rss_mb=400.0 + config.seed,
+            mean_rss_mb=350.0,
+            baseline_rss_mb=300.0,
             peak_above_baseline_mb=100.0 + config.seed,
+            epoch_s=1.0,
+            history=[],
         )
 
     return run

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-import edgetrain.data.cache as cache_mod
+import edgetrain.data.decode as decode_mod
 from edgetrain.data import load_split, resolve
 from edgetrain.data.cache import default_cache_dir
 from edgetrain.data.decode import decode, probe, to_rgb
@@ -110,13 +110,13 @@ def test_cache_dir_default_and_env(monkeypatch, tmp_path: Path) -> None:
 
 def _count_decodes(monkeypatch) -> list[int]:
     calls = [0]
-    real = cache_mod.decode
+    real = decode_mod.decode
 
     def counting(*a, **kw):
         calls[0] += 1
         return real(*a, **kw)
 
-    monkeypatch.setattr(cache_mod, "decode", counting)
+    monkeypatch.setattr(decode_mod, "decode", counting)  # decode_records looks it up there
     return calls
 
 

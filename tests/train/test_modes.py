@@ -6,16 +6,16 @@ import pytest
 import torch
 
 from edgetrain import EdgeTrainError, create_model
-from edgetrain.train.engine import _train_step
+from edgetrain.train.accelerator import Accelerator, cpu_supports_bf16
 from edgetrain.train.modes import (
     apply_train_scope,
-    cpu_supports_bf16,
     enable_checkpointing,
     load_init_weights,
     plain_state_dict,
     set_inplace_activations,
     set_train_mode,
 )
+from edgetrain.train.step import train_step
 
 MODELS = {
     "xception_lite": {"middle_depth": 1},
@@ -42,7 +42,8 @@ def _grads(name, *, prepare=None, micro=None, precision="fp32", train=True, res=
     model.train(train)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # a step that changes nothing
     torch.manual_seed(123)  # the same stochastic depth draws in every variant
-    loss, _ = _train_step(model, opt, x, y, micro or len(y), precision, None)
+    accel = Accelerator(precision=precision)
+    loss, _ = train_step(model, opt, x, y, micro_batch=micro or len(y), accel=accel)
     grads = {k.replace(".block.", "."): p.grad.clone() for k, p in model.named_parameters()}
     return loss, grads, plain_state_dict(model)
 
@@ -128,7 +129,7 @@ def _step_and_diff(scope):
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     set_train_mode(model, frozen)
     x, y = _batch()
-    _train_step(model, opt, x, y, 8, "fp32", None)
+    train_step(model, opt, x, y, micro_batch=8, accel=Accelerator())
     after = model.state_dict()
     return {k for k in before if not torch.equal(before[k], after[k])}, model
 

@@ -6,23 +6,13 @@ import pytest
 import torch
 
 from edgetrain import EdgeTrainError, create_model
+from edgetrain.measure.units import parse_size
 from edgetrain.train import RunConfig, train
-from edgetrain.train import engine as engine_mod
+from edgetrain.train.budget import MemoryBudgetExceeded, apply_device_profile
 from edgetrain.train.checkpoint import load_checkpoint
-from edgetrain.train.engine import MemoryBudgetExceeded
-from edgetrain.train.planner import (
-    OVERHEAD,
-    Candidate,
-    Plan,
-    Probe,
-    can_train_single_image,
-    fixed_training_bytes,
-    load_device,
-    make_plan,
-    parse_size,
-    probe_settings,
-    shipped_devices,
-)
+from edgetrain.train.devices import load_device, shipped_devices
+from edgetrain.train.planner import OVERHEAD, Candidate, Plan, fixed_training_bytes, make_plan
+from edgetrain.train.probe import Probe, can_train_single_image, probe_settings
 
 TINY = dict(
     model="xception_lite",
@@ -39,9 +29,13 @@ TINY = dict(
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("1.5GB", 1_500_000_000),
+        # one convention: MB = MiB = 2^20 bytes, GB = GiB = 2^30 (as every figure edgetrain prints)
+        ("1.5GB", int(1.5 * 2**30)),
         ("1GiB", 2**30),
-        ("800MB", 800_000_000),
+        ("1GB", 2**30),
+        ("800MB", 800 * 2**20),
+        ("1024MB", 2**30),
+        ("4kb", 4096),
         ("512", 512 * 2**20),
         ("2.5 GiB", int(2.5 * 2**30)),
         ("64MiB", 64 * 2**20),
@@ -167,8 +161,8 @@ def test_over_budget_run_stops_with_a_checkpoint(tmp_path, monkeypatch):
         c = Candidate(batch_size, False, "fp32", baseline_bytes / 2**20, 0.1, True)
         return Plan(budget_bytes / 2**20, baseline_bytes / 2**20, 0.0, c, (c,))
 
-    monkeypatch.setattr("edgetrain.train.planner.make_plan", optimistic)
-    monkeypatch.setattr("edgetrain.train.planner.probe_in_subprocess", lambda spec: ([], True))
+    monkeypatch.setattr("edgetrain.train.budget.make_plan", optimistic)
+    monkeypatch.setattr("edgetrain.train.budget.probe_in_subprocess", lambda *a: ([], True))
     run = tmp_path / "run"
     with pytest.raises(MemoryBudgetExceeded, match=r"memory budget exceeded.*step 1"):
         train(RunConfig(**TINY, memory_budget_mb=10.0), run, progress=False)
@@ -178,9 +172,7 @@ def test_over_budget_run_stops_with_a_checkpoint(tmp_path, monkeypatch):
 
 
 def test_device_profile_sets_threads_and_budget():
-    cfg = engine_mod._apply_device(
-        RunConfig(**{**TINY, "threads": None}, device="raspberry-pi-4-4gb")
-    )
+    cfg = apply_device_profile(RunConfig(**{**TINY, "threads": None}, device="raspberry-pi-4-4gb"))
     assert cfg.threads == 4 and cfg.memory_budget_mb == pytest.approx(2.5 * 1024)
-    kept = engine_mod._apply_device(RunConfig(**TINY, device="raspberry-pi-4-4gb"))
+    kept = apply_device_profile(RunConfig(**TINY, device="raspberry-pi-4-4gb"))
     assert kept.threads == 1  # what the user gave wins

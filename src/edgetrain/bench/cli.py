@@ -1,4 +1,4 @@
-"""`edgetrain bench`, `edgetrain worker` and `edgetrain report`."""
+"""`edgetrain bench` and `edgetrain worker`; the report they write is `edgetrain.report`'s."""
 
 from __future__ import annotations
 
@@ -11,14 +11,19 @@ from edgetrain.errors import EdgeTrainError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    _register_bench(sub)
+    _register_worker(sub)
+
+
+def _register_bench(sub: argparse._SubParsersAction) -> None:
+    p = _command(
+        sub,
         "bench",
-        help="run an experiment matrix (default: quick) and write the Pareto report",
-        description="Run every cell (model x dataset x init x seed) of an experiment, each in a "
-        "fresh process, keeping results in an Optuna study. Run the same command again after a "
-        "crash or Ctrl-C to resume: finished cells are not re-run. With --storage "
-        "postgresql://..., `edgetrain worker` processes on other machines share the work.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "run an experiment matrix (default: quick) and write the Pareto report",
+        "Run every cell (model x dataset x init x seed) of an experiment, each in a fresh "
+        "process, keeping results in an Optuna study. Run the same command again after a crash "
+        "or Ctrl-C to resume: finished cells are not re-run. With --storage postgresql://..., "
+        "`edgetrain worker` processes on other machines share the work.",
     )
     p.add_argument(
         "experiment",
@@ -32,54 +37,61 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", help="study name (default: the experiment's name)")
     p.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the experiment's")
     p.add_argument(
-        "--data",
+        "--set",
         action="append",
-        metavar="NAME=PATH",
-        help="fill a dataset placeholder, e.g. --data caltech101=/data/101_ObjectCategories",
+        metavar="run.KEY=VALUE",
+        help="override a [run] option of the experiment, e.g. --set run.resolution=96 --set "
+        "run.epochs=15 (a RunConfig field; TOML value). Overridden cells are new cells; the "
+        "default --out and --study get a suffix naming the overrides",
     )
-    p.add_argument(
-        "--enqueue-only",
-        action="store_true",
-        help="only add the cells to the study (workers elsewhere run them)",
+    _cell_args(
+        p,
+        data_help="fill a dataset placeholder, e.g. --data caltech101=/data/101_ObjectCategories",
+        flag="--enqueue-only",
+        flag_help="only add the cells to the study (workers elsewhere run them)",
     )
-    _heartbeat_args(p)
     p.set_defaults(func=run_bench)
 
-    w = sub.add_parser(
+
+def _register_worker(sub: argparse._SubParsersAction) -> None:
+    w = _command(
+        sub,
         "worker",
-        help="run cells of a shared study until its queue is empty",
-        description="Pop waiting cells of a study (enqueued by `edgetrain bench --storage URL`) "
-        "and run them, each in a fresh process. Stays while other workers' cells run, so a cell "
-        "whose worker died is retried here.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "run cells of a shared study until its queue is empty",
+        "Pop waiting cells of a study (enqueued by `edgetrain bench --storage URL`) and run "
+        "them, each in a fresh process. Stays while other workers' cells run, so a cell whose "
+        "worker died is retried here.",
     )
     w.add_argument("--storage", required=True, help="Optuna storage URL, e.g. postgresql://...")
     w.add_argument("--study", required=True, help="the study's name")
     w.add_argument("--out", type=Path, default=Path("runs/worker"), help="run directories go here")
-    w.add_argument(
-        "--data",
-        action="append",
-        metavar="NAME=PATH",
-        help="this machine's path for a dataset placeholder",
+    _cell_args(
+        w,
+        data_help="this machine's path for a dataset placeholder",
+        flag="--no-wait",
+        flag_help="stop when no cell is waiting, even if others are still running",
     )
-    w.add_argument(
-        "--no-wait",
-        action="store_true",
-        help="stop when no cell is waiting, even if others are still running",
-    )
-    _heartbeat_args(w)
     w.set_defaults(func=run_worker_cmd)
 
-    r = sub.add_parser(
-        "report",
-        help="write the Markdown/HTML/PNG report of a study or a folder of runs",
-        description="SOURCE is a bench output folder (with study.db), a folder of run "
-        "directories (record.json files), or, with --storage, a study name.",
+
+def _command(
+    sub: argparse._SubParsersAction, name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    # bench and worker show their defaults in --help: how long, how often, where
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    r.add_argument("source", help="bench folder, runs folder, or study name (with --storage)")
-    r.add_argument("--storage", help="Optuna storage URL holding the study")
-    r.add_argument("--out", type=Path, help="report folder (default: SOURCE/report)")
-    r.set_defaults(func=run_report)
+
+
+def _cell_args(p: argparse.ArgumentParser, *, data_help: str, flag: str, flag_help: str) -> None:
+    # both commands run cells here: this machine's data paths, their own switch, the heartbeats
+    # (in the order --help lists them)
+    p.add_argument("--data", action="append", metavar="NAME=PATH", help=data_help)
+    p.add_argument(flag, action="store_true", help=flag_help)
+    _heartbeat_args(p)
 
 
 def _heartbeat_args(p: argparse.ArgumentParser) -> None:
@@ -105,8 +117,14 @@ def _heartbeat_args(p: argparse.ArgumentParser) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from edgetrain.bench.experiments import load_experiment, parse_data_args, shipped_experiments
+    from edgetrain.bench.experiments import (
+        load_experiment,
+        parse_data_args,
+        parse_set_args,
+        shipped_experiments,
+    )
     from edgetrain.bench.study import enqueue_cells, open_storage, open_study, study_status
+    from edgetrain.report.cli import write_study_report
 
     console = Console()
     if args.list:
@@ -117,6 +135,10 @@ def run_bench(args: argparse.Namespace) -> int:
     exp = load_experiment(args.experiment)
     if args.seeds is not None:
         exp = exp.with_seeds(args.seeds)
+    overrides = parse_set_args(args.set)
+    if overrides:
+        exp = exp.with_run(overrides)
+    name = exp.name + _overrides_suffix(overrides)
     data = parse_data_args(args.data)
     missing = sorted(exp.placeholders() - set(data))
     if missing:
@@ -124,11 +146,11 @@ def run_bench(args: argparse.Namespace) -> int:
             f"experiment {exp.name!r} needs data paths: "
             + " ".join(f"--data {m}=PATH" for m in missing)
         )
-    out = (args.out or Path("runs") / f"bench-{exp.name}").resolve()
+    out = (args.out or Path("runs") / f"bench-{name}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     storage_url = args.storage or f"sqlite:///{out / 'study.db'}"
     storage = open_storage(storage_url, heartbeat_interval=args.heartbeat, grace_period=args.grace)
-    study = open_study(storage, args.study or exp.name, create=True)
+    study = open_study(storage, args.study or name, create=True)
     study.set_user_attr("experiment", exp.name)
     study.set_user_attr("description", exp.description)
     known = dict(study.user_attrs.get("data", {}))
@@ -151,14 +173,43 @@ def run_bench(args: argparse.Namespace) -> int:
         f"{counts['failed']} failed; study: {status['complete']} complete, "
         f"{status['fail']} failed, {status['waiting']} waiting, {status['running']} running"
     )
-    _report_study(study, out / "report", console, title=f"edgetrain bench: {exp.name}")
+    write_study_report(study, out / "report", console, title=f"edgetrain bench: {name}")
     return 0 if counts["failed"] == 0 else 1
 
 
-def _work(study, storage, out: Path, data, console, *, total: int, wait: bool) -> dict[str, int]:
+def _overrides_suffix(overrides: dict) -> str:
+    # "-epochs15-resolution96": scaled results get their own folder and study by default
+    if not overrides:
+        return ""
+    import hashlib
+    import json
+    import re
+
+    text = "-".join(f"{k}{json.dumps(v, sort_keys=True)}" for k, v in sorted(overrides.items()))
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "", text.replace(",", "-"))
+    if len(text) > 40:
+        blob = json.dumps(overrides, sort_keys=True).encode()
+        text = "set" + hashlib.sha256(blob).hexdigest()[:8]
+    return "-" + text
+
+
+def _work(
+    study,
+    storage,
+    out: Path,
+    data,
+    console,
+    *,
+    total: int,
+    wait: bool,
+    poll_s: float = 1.0,
+    line_every_s: float = 60.0,
+) -> dict[str, int]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from edgetrain.bench.progress import cell_status
     from edgetrain.bench.study import CellEvent, run_worker, study_status
+    from edgetrain.train.rundir import RunDir
 
     progress = Progress(
         TextColumn("{task.description}"),
@@ -172,21 +223,34 @@ def _work(study, storage, out: Path, data, console, *, total: int, wait: bool) -
     current: dict = {}
     stop = threading.Event()
 
-    def poll_epochs() -> None:
-        # the child process writes history.csv after each epoch: show how far the cell is
-        while not stop.wait(1.0):
+    def poll_cell() -> None:
+        # the child writes history.csv after each epoch and progress.json within one: show the
+        # running cell's epoch, step, loss, img/s, RSS and ETA; without a live terminal (a log
+        # file, CI), print a line when an epoch ends or every `line_every_s`
+        last_line, last_epoch = 0.0, -1
+        while not stop.wait(poll_s):
             run_dir, task = current.get("run_dir"), current.get("task")
             if run_dir is None or task is None:
                 continue
-            hist = run_dir / "history.csv"
-            if hist.exists():
-                n = max(0, len(hist.read_text().splitlines()) - 1)
-                progress.update(task, completed=n)
+            status = cell_status(RunDir(run_dir), current.get("epochs"))
+            progress.update(
+                task,
+                completed=status.epochs_done,
+                description=f"  {current['label']}  {status.text}",
+            )
+            now = time.monotonic()
+            if not console.is_terminal and (
+                int(status.epochs_done) != last_epoch or now - last_line >= line_every_s
+            ):
+                progress.console.print(f"  {current['label']}: {status.text}")
+                last_line, last_epoch = now, int(status.epochs_done)
 
     def on_event(e: CellEvent) -> None:
         if e.kind == "start":
             epochs = _epochs_of(study, e.trial_number)
             current["run_dir"] = e.run_dir
+            current["epochs"] = epochs
+            current["label"] = e.label
             current["task"] = progress.add_task(f"  {e.label}", total=epochs)
         elif e.kind in ("done", "failed"):
             if current.get("task") is not None:
@@ -195,15 +259,15 @@ def _work(study, storage, out: Path, data, console, *, total: int, wait: bool) -
             if e.kind == "done":
                 r = e.record
                 progress.console.print(
-                    f"[green]done[/] {e.label}: test acc {r['test_accuracy']:.3f}, peak "
-                    f"+{r['peak_above_baseline_mb']:.0f} MB above baseline "
-                    f"({r['peak_rss_mb']:.0f} MB RSS), {r['epoch_s']:.1f} s/epoch"
+                    f"[green]done[/] {e.label}: test acc {r.test_accuracy:.3f}, peak "
+                    f"+{r.peak_above_baseline_mb:.0f} MB above baseline "
+                    f"({r.peak_rss_mb:.0f} MB RSS), {r.epoch_s:.1f} s/epoch"
                 )
                 progress.advance(cells_task)
             else:
                 progress.console.print(f"[red]failed[/] {e.label}: {e.error}")
 
-    poller = threading.Thread(target=poll_epochs, daemon=True)
+    poller = threading.Thread(target=poll_cell, daemon=True)
     poller.start()
     try:
         with progress:
@@ -239,62 +303,3 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
     )
     console.print(f"worker finished: {counts['done']} cells run, {counts['failed']} failed")
     return 0 if counts["failed"] == 0 else 1
-
-
-# --- report ---------------------------------------------------------------------------------
-
-
-def _report_study(study, out: Path, console, *, title: str) -> None:
-    from edgetrain.bench.study import records_from_study
-    from edgetrain.report import write_report
-
-    records = records_from_study(study)
-    if not records:
-        console.print("no finished cells yet: no report written")
-        return
-    paths = write_report(records, out, title=title)
-    console.print(f"report: {paths.get('html', out)}")
-
-
-def run_report(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from edgetrain.report import records_from_dir, write_report
-
-    console = Console()
-    src = Path(args.source)
-    if args.storage or (src / "study.db").is_file():
-        from edgetrain.bench.study import open_storage, open_study
-
-        url = args.storage or f"sqlite:///{(src / 'study.db').resolve()}"
-        storage = open_storage(url)
-        if args.storage:
-            name = args.source
-        else:
-            import optuna
-
-            names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-            if len(names) != 1:
-                raise EdgeTrainError(
-                    f"{src / 'study.db'} holds {len(names)} studies; use --storage"
-                )
-            name = names[0]
-        study = open_study(storage, name, create=False)
-        out = args.out or (src / "report" if src.is_dir() else Path("report"))
-        _report_study(study, out, console, title=f"edgetrain report: {name}")
-        return 0
-    if not src.is_dir():
-        raise EdgeTrainError(f"{src} is neither a bench folder nor a folder of runs")
-    records, problems = records_from_dir(src)
-    for p in problems:
-        console.print(f"[yellow]skipped[/] {p}")
-    if not records:
-        raise EdgeTrainError(f"no record.json under {src}")
-    paths = write_report(
-        records,
-        args.out or src / "report",
-        title=f"edgetrain report: {src.name}",
-        notes=[f"skipped: {p}" for p in problems],
-    )
-    console.print(f"report: {paths.get('html')}")
-    return 0

@@ -7,9 +7,13 @@ line (`--data caltech101=PATH`) so that no path is baked into an experiment.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import itertools
 import re
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -77,6 +81,110 @@ class Experiment:
             raise EdgeTrainError(f"--seeds must be >= 1, got {n}")
         return Experiment(**{**self.__dict__, "seeds": tuple(range(n))})
 
+    def with_run(self, overrides: dict[str, Any]) -> Experiment:
+        """The experiment with [run] options replaced (see `parse_set_args`); every cell is
+        validated again. The options are part of each cell's config, hence of its id."""
+        run = dict(self.run)
+        for key, value in overrides.items():  # a table (model_args) is merged key by key
+            both = isinstance(value, dict) and isinstance(run.get(key), dict)
+            run[key] = {**run[key], **value} if both else value
+        exp = Experiment(**{**self.__dict__, "run": run})
+        exp.cells()
+        return exp
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, Any]:
+    """`["run.resolution=96", "run.epochs=15"]` -> {"resolution": 96, "epochs": 15}.
+
+    KEY is a RunConfig field (not one the matrix sets: model, data, seed, init, extra); VALUE is
+    a TOML value (a bare word is a string) of that field's type. A dict field takes a TOML
+    table or one key of it: `run.model_args.middle_depth=4`. The result does not depend on the
+    order of the items; one key given two different values is an error.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        where = f"--set {item}"
+        if not sep or not key.startswith("run.") or not raw:
+            raise EdgeTrainError(f"{where}: expected run.KEY=VALUE, e.g. --set run.epochs=15")
+        name, _, sub = key[len("run.") :].partition(".")
+        hints = _run_field_types()
+        if name in _RUN_FIELDS_FORBIDDEN:
+            raise EdgeTrainError(
+                f"{where}: {name} is a dimension of the matrix (models, datasets, seeds, init), "
+                "not a run option; use the experiment file or --seeds"
+            )
+        if name not in hints:
+            close = difflib.get_close_matches(name, hints, n=1)
+            hint = f"did you mean run.{close[0]}? " if close else ""
+            raise EdgeTrainError(
+                f"{where}: unknown run option {name!r}; {hint}known: {', '.join(sorted(hints))}"
+            )
+        value = _parse_value(raw)
+        if sub:
+            if _base_type(hints[name]) is not dict:
+                raise EdgeTrainError(f"{where}: run.{name} has no keys (it is not a table)")
+            value = {**out.get(name, {}), sub: value}
+        else:
+            value = _check_type(value, hints[name], where=where, name=name)
+            if name in out and out[name] != value:
+                raise EdgeTrainError(f"{where}: run.{name} is already set to {out[name]!r}")
+        out[name] = value
+    return out
+
+
+def _run_field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(RunConfig)
+    return {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(RunConfig)
+        if f.name not in _RUN_FIELDS_FORBIDDEN
+    }
+
+
+def _parse_value(raw: str) -> Any:
+    if raw.lower() in ("none", "null"):
+        return None
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare word: sgd, best-val, last:2
+
+
+def _base_type(tp: Any) -> Any:
+    # `int | None` -> int; `dict[str, Any]` -> dict; Literal[...] -> the Literal itself
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return _base_type(args[0])
+    return typing.get_origin(tp) if typing.get_origin(tp) in (dict, list) else tp
+
+
+def _check_type(value: Any, tp: Any, *, where: str, name: str) -> Any:
+    optional = type(None) in typing.get_args(tp)
+    base = _base_type(tp)
+    if value is None:
+        if optional:
+            return None
+        raise EdgeTrainError(f"{where}: run.{name} cannot be none")
+    if typing.get_origin(base) is typing.Literal:
+        choices = typing.get_args(base)
+        if value in choices:
+            return value
+        raise EdgeTrainError(f"{where}: run.{name} must be one of {', '.join(choices)}")
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+        dict: lambda v: isinstance(v, dict),
+    }[base](value)
+    if not ok:
+        kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+        raise EdgeTrainError(
+            f"{where}: run.{name} takes {kind.get(base, 'a table')}, got {value!r}"
+        )
+    return float(value) if base is float else value
+
 
 def fill_placeholders(text: str, data: dict[str, str], *, what: str) -> str:
     """Replace `{name}` with data[name]; a missing name is an error saying which flag to give."""
@@ -120,7 +228,11 @@ def load_experiment(name_or_path: str) -> Experiment:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise EdgeTrainError(f"no experiment file {path}")
-        text, source = path.read_text(), str(path)
+        source = str(path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EdgeTrainError(f"{source} is not UTF-8 text: {exc.reason}") from None
     else:
         shipped = shipped_experiments()
         if name_or_path not in shipped:
@@ -150,7 +262,10 @@ def experiment_from_dict(raw: dict[str, Any], *, source: str = "") -> Experiment
         raise EdgeTrainError(f"{where}: needs `models` (a list) and [datasets] ({exc})") from None
     if not models or not datasets:
         raise EdgeTrainError(f"{where}: needs at least one model and one dataset")
-    run = dict(raw.get("run", {}))
+    run = raw.get("run", {})
+    if not isinstance(run, dict):
+        raise EdgeTrainError(f"{where}: [run] must be a table of run options")
+    run = dict(run)
     bad = _RUN_FIELDS_FORBIDDEN & set(run)
     if bad:
         raise EdgeTrainError(

@@ -1,33 +1,46 @@
 """Experiment matrices as Optuna studies: cells are enqueued trials, workers pop them.
 
 Optuna's storage is the queue and the results store (a SQLite file by default, PostgreSQL to share
-a study between machines). Popping a waiting trial is atomic in Optuna's RDB storage
-(`set_trial_state_values` refuses a second WAITING -> RUNNING), workers send heartbeats, and
-`fail_stale_trials` + `RetryHeartbeatStaleTrialCallback` put a dead worker's cell back in the
-queue. Nothing here is a home-made queue or database.
+a study between machines). Workers send heartbeats, and `fail_stale_trials` +
+`RetryHeartbeatStaleTrialCallback` put a dead worker's cell back in the queue.
+
+Every read-then-write on the queue (enqueue the cells that are not there yet, pop a waiting cell,
+fail a stale one and re-queue it) runs under one lock per study that the storage provides
+(`study_lock`: a transaction-scoped advisory lock on PostgreSQL and MySQL, a file lock next to a
+SQLite file), so two benches or workers started at the same moment never enqueue a cell twice
+or run one waiting trial twice. A process that dies releases the lock with its connection or
+file. Nothing here is a home-made queue or database.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import (
+    BaseStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+    fail_stale_trials,
+)
 from optuna.trial import TrialState
+from sqlalchemy import text
 
 from edgetrain.bench.experiments import Cell, resolve_cell_config
 from edgetrain.errors import EdgeTrainError
 from edgetrain.train.config import RunConfig
-from edgetrain.train.record import CONFIG, RECORD, RunRecord
+from edgetrain.train.record import RunRecord
+from edgetrain.train.rundir import RunDir
 
 OBJECTIVES = ("test_accuracy", "peak_above_baseline_mb")
 DIRECTIONS = ("maximize", "minimize")
@@ -48,13 +61,17 @@ def open_storage(
     else:
         engine_kwargs["pool_pre_ping"] = True
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-        )
+        # two processes creating one fresh SQLite file would both create its tables
+        with _sqlite_file_lock(_sqlite_path(url)):
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    max_retry=max_retry
+                ),
+            )
     except Exception as exc:  # bad URL, server down, missing driver
         raise EdgeTrainError(f"cannot open study storage {_redact(url)}: {exc}") from None
 
@@ -67,12 +84,71 @@ def _redact(url: str) -> str:
     return url
 
 
+# --- the storage's lock -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def study_lock(storage: BaseStorage, study_name: str) -> Iterator[None]:
+    """Hold the storage's exclusive lock for `study_name` (blocking) across processes and machines.
+
+    PostgreSQL: `pg_advisory_xact_lock` in a transaction of its own, released at commit or when
+    the connection drops; MySQL: `GET_LOCK`; SQLite: `flock` on a file next to the database
+    (SQLite is one machine's file; SQLite's own write lock cannot be used, since Optuna's
+    sessions must write while it is held). Optuna's API does the reads and writes inside.
+    """
+    engine = getattr(storage, "_backend", storage).engine  # a study's storage wraps the RDB one
+    dialect = engine.dialect.name
+    digest = hashlib.sha256(f"edgetrain-study:{study_name}".encode()).digest()
+    if dialect == "postgresql":
+        key = int.from_bytes(digest[:8], "big", signed=True)  # a bigint key
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            yield
+    elif dialect in ("mysql", "mariadb"):
+        name = "edgetrain-" + digest[:16].hex()  # GET_LOCK names are at most 64 characters
+        with engine.connect() as conn:
+            conn.execute(text("SELECT GET_LOCK(:n, -1)"), {"n": name})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+    else:
+        with _sqlite_file_lock(_sqlite_path(str(engine.url))):
+            yield
+
+
+_local_lock = threading.Lock()  # in-memory SQLite: only this process can see the study
+
+
+def _sqlite_path(url: str) -> Path | None:
+    # sqlite:///relative.db, sqlite:////abs.db; None for other storages and in-memory databases
+    if not url.startswith("sqlite:///"):
+        return None
+    db = url[len("sqlite:///") :].split("?", 1)[0]
+    return Path(db) if db and db != ":memory:" else None
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(db: Path | None) -> Iterator[None]:
+    if db is None:
+        with _local_lock:
+            yield
+        return
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file closes or we die
+        yield
+
+
 def open_study(storage: RDBStorage, name: str, *, create: bool) -> optuna.Study:
     """Load study `name`, or create it (two objectives) when `create`."""
     if create:
-        return optuna.create_study(
-            storage=storage, study_name=name, directions=list(DIRECTIONS), load_if_exists=True
-        )
+        with study_lock(storage, name):
+            return optuna.create_study(
+                storage=storage, study_name=name, directions=list(DIRECTIONS), load_if_exists=True
+            )
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -89,7 +165,13 @@ class EnqueueResult:
 
 
 def enqueue_cells(study: optuna.Study, cells: list[Cell]) -> EnqueueResult:
-    """Enqueue every cell that has no complete, waiting or running trial (idempotent)."""
+    """Enqueue every cell that has no complete, waiting or running trial (idempotent, and atomic
+    under the study's lock: benches started together queue each cell once)."""
+    with study_lock(study._storage, study.study_name):
+        return _enqueue_missing(study, cells)
+
+
+def _enqueue_missing(study: optuna.Study, cells: list[Cell]) -> EnqueueResult:
     present = {
         t.user_attrs.get("cell_id") for t in study.get_trials(deepcopy=False, states=_ACTIVE)
     }
@@ -159,15 +241,24 @@ class _Heartbeat:
 def _pop_waiting(
     study: optuna.Study, storage: RDBStorage
 ) -> tuple[int, optuna.trial.FrozenTrial] | None:
+    # Optuna's WAITING -> RUNNING check reads, then writes; on SQLite two processes can both read
+    # WAITING (no SELECT ... FOR UPDATE there), so the read and the write happen under the lock
     study_id = storage.get_study_id_from_name(study.study_name)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        try:
-            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                return trial_id, storage.get_trial(trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+    with study_lock(storage, study.study_name):
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            try:
+                if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    return trial_id, storage.get_trial(trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
     return None
+
+
+def _fail_stale(study: optuna.Study, storage: RDBStorage) -> None:
+    # two workers failing one stale trial at once would each queue a retry of its cell
+    with study_lock(storage, study.study_name):
+        fail_stale_trials(study)
 
 
 def run_worker(
@@ -194,7 +285,7 @@ def run_worker(
     interval = float(storage.get_heartbeat_interval() or 10)
     done = failed = 0
     while True:
-        fail_stale_trials(study)  # a dead worker's cell goes back to WAITING (retry callback)
+        _fail_stale(study, storage)  # a dead worker's cell goes back to WAITING (retry callback)
         popped = _pop_waiting(study, storage)
         if popped is None:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -216,46 +307,32 @@ def _run_trial(study, storage, trial_id, trial, out_dir, data, interval, emit, r
         study.tell(trial.number, state=TrialState.FAIL)
         return False
     cell_config = RunConfig.from_dict(attrs["config"])
-    run_dir = out_dir / "runs" / attrs["cell_id"]
+    run = RunDir(out_dir / "runs" / attrs["cell_id"])
+    run_dir = run.path
     storage.set_trial_user_attr(trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
     emit(CellEvent("start", label, trial.number, run_dir=run_dir))
     try:
         with _Heartbeat(storage, trial_id, interval):
             config = resolve_cell_config(cell_config, {**study.user_attrs.get("data", {}), **data})
-            if (run_dir / RECORD).exists():  # finished before its worker could report it
-                record = RunRecord.load(run_dir)
+            if run.is_finished():  # finished before its worker could report it
+                record = run.load_record()
             else:
-                resume = (run_dir / CONFIG).exists()
-                record = runner(config, run_dir, resume=resume)
+                record = runner(config, run_dir, resume=run.is_started())
     except KeyboardInterrupt:
         # put the cell straight back in the queue: a re-run of the same command resumes it
-        study.tell(trial.number, state=TrialState.FAIL)
-        RetryHeartbeatStaleTrialCallback()(study, storage.get_trial(trial_id))
+        with study_lock(storage, study.study_name):
+            study.tell(trial.number, state=TrialState.FAIL)
+            RetryHeartbeatStaleTrialCallback()(study, storage.get_trial(trial_id))
         raise
     except EdgeTrainError as exc:
         storage.set_trial_user_attr(trial_id, "error", str(exc))
         study.tell(trial.number, state=TrialState.FAIL)
         emit(CellEvent("failed", label, trial.number, error=str(exc), run_dir=run_dir))
         return False
-    record = RunRecord(
-        {
-            **record,
-            "run_dir": str(run_dir),
-            "dataset": attrs.get("dataset"),
-            "cell_id": attrs["cell_id"],
-        }
+    record = record.replace(
+        run_dir=str(run_dir), dataset=attrs.get("dataset"), cell_id=attrs["cell_id"]
     )
-    storage.set_trial_user_attr(trial_id, "record", dict(record))
-    study.tell(trial.number, values=[float(record[k]) for k in OBJECTIVES])
+    storage.set_trial_user_attr(trial_id, "record", record.to_dict())
+    study.tell(trial.number, values=[float(getattr(record, k)) for k in OBJECTIVES])
     emit(CellEvent("done", label, trial.number, record=record, run_dir=run_dir))
     return True
-
-
-def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:
-    """The run records of every completed cell (one per cell: the latest if retried)."""
-    by_cell: dict[str, dict[str, Any]] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        rec = t.user_attrs.get("record")
-        if rec:
-            by_cell[t.user_attrs.get("cell_id", str(t.number))] = rec
-    return list(by_cell.values())

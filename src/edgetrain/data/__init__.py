@@ -7,7 +7,13 @@
     for x, y in loader.epoch(0): ...                                  # x in [-1, 1]
 
 Reference strings (`caltech101:PATH`, `pku-pcb:PATH`, `folder:PATH?group=REGEX`,
-`synthetic-pcb:per_class=N`) are described in `edgetrain.data.refs`.
+`synthetic-pcb:per_class=N`) are described in `edgetrain.data.refs`. Each kind is one module
+(`caltech`, `pku`, `folder`, `synthetic`: its reference class and resolver), listed with its pixel
+source in `edgetrain.data.registry`; `refs`, `cache` and `inspect` look kinds up there. The
+file-backed kinds list their files with `edgetrain.data.walk` (links followed, each file once).
+
+After `load_split` has run for every split, `splits.counts()` counts what the tensors hold and
+`splits.skipped_report()` lists every file left out, with its reason and stage (resolve/decode).
 """
 
 from edgetrain.data.augment import augment_batch

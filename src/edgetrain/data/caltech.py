@@ -8,11 +8,30 @@ split is the paper's per class floor 80 % / floor 10 % / rest, shuffled by the s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
 from edgetrain.data.folder import check_folder, resolve_per_class, subfolders
-from edgetrain.data.refs import Caltech101
+from edgetrain.data.refbase import DatasetRef, check_path
 from edgetrain.data.splits import Splits
+from edgetrain.data.walk import Walk, count_files
 
 BACKGROUND = "BACKGROUND_Google"
+
+
+@dataclass(frozen=True)
+class Caltech101(DatasetRef):
+    """Caltech-101 in its `101_ObjectCategories` layout, split per class 80/10/10 (floors)."""
+
+    path: Path
+    background: bool = False  # True: keep BACKGROUND_Google as a class (the paper drops it)
+
+    kind: ClassVar[str] = "caltech101"
+    augment_default: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        check_path(self)
 
 
 def resolve_caltech(ref: Caltech101, *, seed: int) -> Splits:
@@ -20,10 +39,11 @@ def resolve_caltech(ref: Caltech101, *, seed: int) -> Splits:
     root = check_folder(ref.path, ref.kind)
     if (root / "101_ObjectCategories").is_dir():
         root = root / "101_ObjectCategories"
-    dirs, skipped = subfolders(root)
+    walk = Walk(root)
+    dirs, skipped = subfolders(root, walk)
     if not ref.background:
         for d in [d for d in dirs if d.name == BACKGROUND]:
-            n = sum(1 for p in d.rglob("*") if p.is_file())
+            n = count_files(d)
             skipped.append(
                 (
                     str(d),
@@ -31,4 +51,4 @@ def resolve_caltech(ref: Caltech101, *, seed: int) -> Splits:
                 )
             )
             dirs.remove(d)
-    return resolve_per_class(ref, root, dirs, seed=seed, group=None, skipped=skipped)
+    return resolve_per_class(ref, root, dirs, seed=seed, group=None, skipped=skipped, walk=walk)

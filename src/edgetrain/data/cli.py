@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from edgetrain.data.cache import load_split
 from edgetrain.data.inspect import contact_sheet, summarize
 from edgetrain.data.refs import resolve
-from edgetrain.data.splits import SPLIT_NAMES
+from edgetrain.data.splits import SPLIT_NAMES, printable
 
 _REF_HELP = """\
 dataset reference, KIND[:PATH][?KEY=VALUE&...]:
@@ -44,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=_REF_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_inspect_arguments(p)
+    p.set_defaults(func=run_inspect)
+
+
+def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ref", metavar="REF", help="dataset reference (see below)")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     p.add_argument(
@@ -87,7 +93,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="skipped files listed in the table view (default 20)",
     )
-    p.set_defaults(func=run_inspect)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -122,10 +127,23 @@ def run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable(obj: Any) -> Any:
+    """`obj` with every string (keys too) made printable: non-UTF-8 names would crash rich."""
+    if isinstance(obj, str):
+        return printable(obj)
+    if isinstance(obj, dict):
+        return {_printable(k): _printable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_printable(v) for v in obj]
+    return obj
+
+
 def _print_summary(s: dict, show_skipped: int) -> None:
+    # Imported here: rich costs ~0.1 s to import and only the table view needs it.
     from rich.console import Console
     from rich.table import Table
 
+    s = _printable(s)
     console = Console()
     console.print(
         f"[bold]{s['ref']}[/bold]  ({s['num_classes']} classes, seed {s['seed']}, "

@@ -13,10 +13,12 @@ Two layouts, told apart by the folder names directly under PATH:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from edgetrain.data.decode import IMAGE_EXTENSIONS, probe_files, scan_folder
-from edgetrain.data.refs import DatasetRef, Folder
+from edgetrain.data.decode import IMAGE_EXTENSIONS, probe_files
+from edgetrain.data.refbase import DatasetRef, check_path, check_regex
 from edgetrain.data.splits import (
     SPLIT_NAMES,
     Record,
@@ -26,6 +28,7 @@ from edgetrain.data.splits import (
     split_by_group,
     split_per_class,
 )
+from edgetrain.data.walk import Walk
 from edgetrain.errors import EdgeTrainError
 
 _SPLIT_ALIASES = {
@@ -35,6 +38,21 @@ _SPLIT_ALIASES = {
     "validation": "val",
     "test": "test",
 }
+
+
+@dataclass(frozen=True)
+class Folder(DatasetRef):
+    """Class-per-folder images: `PATH/<class>/*` (split here) or `PATH/{train,val,test}/<class>/*`."""
+
+    path: Path
+    group: str | None = None  # regex on the file name; files of one group stay in one split
+
+    kind: ClassVar[str] = "folder"
+
+    def __post_init__(self) -> None:
+        check_path(self)
+        if self.group is not None:
+            check_regex(self.group, "folder")
 
 
 def check_folder(path: Path, kind: str) -> Path:
@@ -50,14 +68,19 @@ def check_folder(path: Path, kind: str) -> Path:
     return root
 
 
-def subfolders(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Visible subfolders of `root`, and (file, reason) for loose files and hidden entries."""
+def subfolders(root: Path, walk: Walk) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Visible subfolders of `root`, claimed in `walk`, and (file, reason) for loose files, hidden
+    entries and folders that are links to the root, a parent or an earlier sibling."""
     dirs, skipped = [], []
     for p in sorted(root.iterdir()):
         if p.name.startswith("."):
             skipped.append((str(p), "hidden " + ("folder" if p.is_dir() else "file")))
         elif p.is_dir():
-            dirs.append(p)
+            reason = walk.claim_folder(p)
+            if reason is None:
+                dirs.append(p)
+            else:
+                skipped.append((str(p), reason))
         else:
             skipped.append((str(p), "not inside a class folder"))
     return dirs, skipped
@@ -72,19 +95,20 @@ def group_of(pattern: re.Pattern[str], name: str) -> str | None:
 
 
 def collect_classes(
-    class_dirs: list[Path], classes: list[str], *, group: str | None = None
+    class_dirs: list[Path], classes: list[str], walk: Walk, *, group: str | None = None
 ) -> tuple[list[Record], list[tuple[str, str]]]:
-    """Records for the images in each class folder (recursive), probed, with their group.
+    """Records for the images in each class folder (recursive, each file once across `walk`),
+    probed, with their group.
 
-    Unreadable files, non-images and (with `group`) names the pattern does not match come back
-    as (file, reason).
+    Unreadable files, non-images, files reached twice through links and (with `group`) names the
+    pattern does not match come back as (file, reason).
     """
     pattern = re.compile(group) if group is not None else None
     index = {c: i for i, c in enumerate(classes)}
     records: list[Record] = []
     skipped: list[tuple[str, str]] = []
     for d in class_dirs:
-        paths, skip = scan_folder(d)
+        paths, skip = walk.scan(d)
         skipped += skip
         infos, bad = probe_files(paths)
         skipped += bad
@@ -135,13 +159,15 @@ def resolve_per_class(
     seed: int,
     group: str | None,
     skipped: list[tuple[str, str]],
+    walk: Walk,
 ) -> Splits:
-    """Resolve `root/<class>/*`: probe, then split per class or by group."""
+    """Resolve `root/<class>/*` (folders claimed in `walk`): probe, then split per class or by
+    group."""
     kind = ref.kind
     classes = [d.name for d in class_dirs]
     if not classes:
         raise no_images_error(kind, root, skipped)
-    records, skip = collect_classes(class_dirs, classes, group=group)
+    records, skip = collect_classes(class_dirs, classes, walk, group=group)
     skipped = skipped + skip
     if not records:
         raise no_images_error(kind, root, skipped)
@@ -151,16 +177,23 @@ def resolve_per_class(
         parts = split_per_class(records, classes, seed=seed)
     else:
         parts, groups = split_by_group(records, classes, seed=seed)
-    return finish(ref, classes, parts, seed=seed, skipped=skipped, groups=groups)
+    return finish(
+        ref, classes, parts, seed=seed, skipped=skipped, groups=groups, warnings=walk.warning()
+    )
 
 
 def _resolve_given(
-    ref: Folder, root: Path, split_dirs: dict[str, Path], skipped: list[tuple[str, str]], seed: int
+    ref: Folder,
+    root: Path,
+    split_dirs: dict[str, Path],
+    skipped: list[tuple[str, str]],
+    seed: int,
+    walk: Walk,
 ) -> Splits:
-    """Resolve `root/{train,val,test}/<class>/*` as given."""
+    """Resolve `root/{train,val,test}/<class>/*` as given (each file once across the splits)."""
     per_split_dirs: dict[str, list[Path]] = {}
     for s, d in split_dirs.items():
-        dirs, skip = subfolders(d)
+        dirs, skip = subfolders(d, walk)
         per_split_dirs[s] = dirs
         skipped += skip
     classes = sorted({d.name for dirs in per_split_dirs.values() for d in dirs})
@@ -168,12 +201,12 @@ def _resolve_given(
         raise no_images_error(ref.kind, root)
     parts: dict[str, list[Record]] = {s: [] for s in SPLIT_NAMES}
     for s, dirs in per_split_dirs.items():
-        records, skip = collect_classes(dirs, classes, group=ref.group)
+        records, skip = collect_classes(dirs, classes, walk, group=ref.group)
         parts[s] = sorted(records, key=lambda r: r.source)
         skipped += skip
     if not any(parts.values()):
         raise no_images_error(ref.kind, root, skipped)
-    warnings: list[str] = []
+    warnings = walk.warning()
     groups: dict[str, list[str]] = {}
     if ref.group is not None:
         groups = {s: sorted({r.group for r in parts[s] if r.group}) for s in SPLIT_NAMES}
@@ -193,10 +226,13 @@ def _resolve_given(
 def resolve_folder(ref: Folder, *, seed: int) -> Splits:
     """Resolve a `folder:` reference (layouts in the module docstring)."""
     root = check_folder(ref.path, ref.kind)
-    dirs, skipped = subfolders(root)
+    walk = Walk(root)
+    dirs, skipped = subfolders(root, walk)
     split_dirs = {
         _SPLIT_ALIASES[d.name.lower()]: d for d in dirs if d.name.lower() in _SPLIT_ALIASES
     }
     if "train" in split_dirs and len(split_dirs) == len(dirs):
-        return _resolve_given(ref, root, split_dirs, skipped, seed)
-    return resolve_per_class(ref, root, dirs, seed=seed, group=ref.group, skipped=skipped)
+        return _resolve_given(ref, root, split_dirs, skipped, seed, walk)
+    return resolve_per_class(
+        ref, root, dirs, seed=seed, group=ref.group, skipped=skipped, walk=walk
+    )

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from edgetrain.data.cache import decode_records, render_generated
-from edgetrain.data.splits import SPLIT_NAMES, Record, Splits
+from edgetrain.data.registry import kind_of
+from edgetrain.data.splits import SPLIT_NAMES, Record, Splits, printable
 
 
 def _stats(values: list[int]) -> dict[str, float]:
@@ -43,7 +43,7 @@ def summarize(splits: Splits) -> dict[str, Any]:
         "class_counts": splits.class_counts(),
         "groups": splits.groups,
         "image_size": sizes,
-        "skipped": [{"file": f, "reason": why} for f, why in splits.skipped],
+        "skipped": splits.skipped_report(),
         "warnings": list(splits.warnings),
     }
 
@@ -70,6 +70,23 @@ def sample_records(
     return out
 
 
+def _tiles(
+    splits: Splits, split: str, records: list[Record], resolution: int
+) -> dict[int, torch.Tensor]:
+    """id(record) -> its (3, R, R) uint8 tile, made by the kind's pixel source (uncached).
+
+    Records that fail to decode get no tile and are noted in `splits` (`Splits.drop`).
+    """
+    if not records:
+        return {}
+    pixels = kind_of(splits.ref).pixels
+    images, _, skipped = pixels(splits.ref, records, resolution, progress=False, label="")
+    bad = {src for src, _ in skipped}
+    good = [r for r in records if r.source not in bad]  # pixel sources keep the records' order
+    splits.drop(split, skipped)
+    return {id(r): images[i] for i, r in enumerate(good)}
+
+
 def contact_sheet(
     splits: Splits,
     out: Path | str,
@@ -82,21 +99,11 @@ def contact_sheet(
     """Write a PNG with one row per class: its name and `per_class` samples at `resolution` px.
 
     Samples are decoded exactly as training sees them (crops, EXIF orientation, resize) but not
-    cached; files that fail to decode show as grey tiles and are added to `splits.skipped`.
+    cached; files that fail to decode show as grey tiles and are noted in `splits`
+    (`Splits.drop`).
     """
     rows = sample_records(splits, split=split, per_class=per_class, seed=seed)
-    flat = [r for row in rows for r in row]
-    tiles: dict[int, torch.Tensor] = {}  # id(record) -> (3, R, R) uint8
-    if flat and flat[0].path is None:
-        images, _ = render_generated(splits, flat, resolution)
-        tiles = {id(r): images[i] for i, r in enumerate(flat)}
-    elif flat:
-        images, _, skipped = decode_records(flat, resolution)
-        bad = {src for src, _ in skipped}
-        good = [r for r in flat if r.source not in bad]  # decode_records keeps their order
-        tiles = {id(r): images[i] for i, r in enumerate(good)}
-        known = set(splits.skipped)
-        splits.skipped += [s for s in skipped if s not in known]
+    tiles = _tiles(splits, split, [r for row in rows for r in row], resolution)
     counts = splits.class_counts()
     font = _font(max(11, min(16, resolution // 6)))
     label_w, gap, pad = 210, 2, 4
@@ -104,11 +111,13 @@ def contact_sheet(
     height = max(1, len(rows)) * (resolution + gap) + 28
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    draw.text((pad, 6), f"{splits.name}  ({split}, {resolution} px)", fill=(0, 0, 0), font=font)
+    draw.text(
+        (pad, 6), f"{printable(splits.name)}  ({split}, {resolution} px)", fill=(0, 0, 0), font=font
+    )
     for k, row in enumerate(rows):
         y = 28 + k * (resolution + gap)
         c = splits.classes[k]
-        draw.text((pad, y + pad), c[:28], fill=(0, 0, 0), font=font)
+        draw.text((pad, y + pad), printable(c)[:28], fill=(0, 0, 0), font=font)
         n = counts[c]
         draw.text(
             (pad, y + pad + 18),

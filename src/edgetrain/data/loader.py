@@ -8,7 +8,6 @@ change the order.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -52,6 +51,7 @@ class BatchLoader:
         seed: int,
         drop_last: bool = False,
         channels_last: bool = False,
+        min_last: int = 1,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise EdgeTrainError(
@@ -79,15 +79,21 @@ class BatchLoader:
         self.seed = int(seed)
         self.drop_last = drop_last
         self.channels_last = channels_last
+        # a last batch smaller than this is left out: training passes 2, because BatchNorm cannot
+        # train on one image where a feature map is 1x1 (one value per channel); with shuffling
+        # a different image sits out each epoch
+        self.min_last = min_last
 
     def __len__(self) -> int:
-        n = self.images.shape[0]
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        n, bs = self.images.shape[0], self.batch_size
+        rest = n % bs
+        keep_rest = rest and not self.drop_last and rest >= self.min_last
+        return n // bs + (1 if keep_rest else 0)
 
     @property
     def num_samples(self) -> int:
-        """Samples seen per epoch (fewer than the images with `drop_last`)."""
-        return len(self) * self.batch_size if self.drop_last else self.images.shape[0]
+        """Samples seen per epoch (fewer than the images when a last batch is left out)."""
+        return min(len(self) * self.batch_size, self.images.shape[0])
 
     def epoch(self, e: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of epoch `e`, determined by (seed, e) alone."""

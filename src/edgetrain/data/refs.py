@@ -20,185 +20,42 @@ path); its first capture group, or the whole match without one, names the group.
 
 `str(ref)` is the canonical form: kind, path, then the options that differ from their defaults in
 field order. It parses back to an equal ref, so it is what configs and `record.json` store.
+
+Each kind's reference class lives in its own module and is re-exported here; `registry` holds
+the table this module looks kinds up in (imports run one way: refs -> registry -> kind modules).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote, unquote
+from typing import Any
+from urllib.parse import unquote
 
+from edgetrain.data.caltech import Caltech101
+from edgetrain.data.folder import Folder
+from edgetrain.data.pku import PKUPCB
+from edgetrain.data.refbase import DatasetRef
+from edgetrain.data.registry import KINDS, kind_of, usage
+from edgetrain.data.splits import Splits
+from edgetrain.data.synthetic import SyntheticPCB
 from edgetrain.errors import EdgeTrainError
 
-if TYPE_CHECKING:
-    from edgetrain.data.splits import Splits
+__all__ = [
+    "PKUPCB",
+    "Caltech101",
+    "DatasetRef",
+    "Folder",
+    "SyntheticPCB",
+    "as_ref",
+    "default_augment",
+    "parse_ref",
+    "resolve",
+]
 
-# Characters left readable in a canonical option value: the usual regex metacharacters.
-_SAFE_VALUE = "^$()[]{}\\|+*.?:/,-_~!;@'"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-@dataclass(frozen=True)
-class DatasetRef:
-    """Base class of dataset references; subclasses are frozen dataclasses, one per `kind`."""
-
-    kind: ClassVar[str] = ""
-    has_path: ClassVar[bool] = True
-    augment_default: ClassVar[bool] = False  # the paper augments Caltech-101 and not the PCB sets
-
-    def to_string(self) -> str:
-        """The canonical reference string; `parse_ref(ref.to_string()) == ref`."""
-        opts = []
-        for f in dataclasses.fields(self):
-            if f.name == "path":
-                continue
-            value = getattr(self, f.name)
-            if value == f.default:
-                continue
-            opts.append((f.name, _format_value(value)))
-        head = self.kind
-        if self.has_path:
-            path = str(self.path)  # type: ignore[attr-defined]
-            if "?" in path:
-                raise EdgeTrainError(
-                    f"the path {path!r} contains '?', which a reference string cannot hold; "
-                    "rename the folder or use the API object instead of a string"
-                )
-            head = f"{head}:{path}"
-            if opts:
-                head += "?" + "&".join(f"{k}={quote(v, safe=_SAFE_VALUE)}" for k, v in opts)
-        elif opts:
-            head += ":" + ",".join(f"{k}={v}" for k, v in opts)
-        return head
-
-    def __str__(self) -> str:
-        return self.to_string()
-
-    def _resolve(self, seed: int) -> Splits:  # implemented by each kind's module
-        raise NotImplementedError
-
-
-def _check_path(ref: Any) -> None:
-    # Frozen dataclass: normalise a str path to Path in place.
-    if not isinstance(ref.path, Path):
-        if not str(ref.path):
-            raise EdgeTrainError(f"{ref.kind} needs a path to the dataset's folder")
-        object.__setattr__(ref, "path", Path(ref.path))
-
-
-@dataclass(frozen=True)
-class Caltech101(DatasetRef):
-    """Caltech-101 in its `101_ObjectCategories` layout, split per class 80/10/10 (floors)."""
-
-    path: Path
-    background: bool = False  # True: keep BACKGROUND_Google as a class (the paper drops it)
-
-    kind: ClassVar[str] = "caltech101"
-    augment_default: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        _check_path(self)
-
-    def _resolve(self, seed: int) -> Splits:
-        from edgetrain.data.caltech import resolve_caltech
-
-        return resolve_caltech(self, seed=seed)
-
-
-@dataclass(frozen=True)
-class PKUPCB(DatasetRef):
-    """PKU-Market-PCB boards with VOC boxes: one square crop with context per annotated defect."""
-
-    path: Path
-    context: float = 2.0  # window side = context x the box's longer side ...
-    min_size: int = 128  # ... but at least this many pixels (then clipped to the board)
-    group: str = r"^(\d\d)"  # board template: the two leading digits of the file name
-
-    kind: ClassVar[str] = "pku-pcb"
-
-    def __post_init__(self) -> None:
-        _check_path(self)
-        if not self.context >= 1.0:
-            raise EdgeTrainError(f"pku-pcb: context must be >= 1 (got {self.context})")
-        if self.min_size < 1:
-            raise EdgeTrainError(f"pku-pcb: min_size must be >= 1 (got {self.min_size})")
-        _check_regex(self.group, "pku-pcb")
-
-    def _resolve(self, seed: int) -> Splits:
-        from edgetrain.data.pku import resolve_pku
-
-        return resolve_pku(self, seed=seed)
-
-
-@dataclass(frozen=True)
-class Folder(DatasetRef):
-    """Class-per-folder images: `PATH/<class>/*` (split here) or `PATH/{train,val,test}/<class>/*`."""
-
-    path: Path
-    group: str | None = None  # regex on the file name; files of one group stay in one split
-
-    kind: ClassVar[str] = "folder"
-
-    def __post_init__(self) -> None:
-        _check_path(self)
-        if self.group is not None:
-            _check_regex(self.group, "folder")
-
-    def _resolve(self, seed: int) -> Splits:
-        from edgetrain.data.folder import resolve_folder
-
-        return resolve_folder(self, seed=seed)
-
-
-@dataclass(frozen=True)
-class SyntheticPCB(DatasetRef):
-    """Procedural PCB patches with one of the six PKU defect types; no files needed."""
-
-    per_class: int = 100  # images per class, before the 80/10/10 split (6 x 100 = 600 in all)
-    size: int | None = None  # render size in px; None: render at the resolution asked for
-    seed: int = 0  # the generator's seed (the split's shuffle uses resolve's seed)
-
-    kind: ClassVar[str] = "synthetic-pcb"
-    has_path: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        if self.per_class < 2:
-            raise EdgeTrainError(
-                f"synthetic-pcb: per_class must be >= 2 (one train, one test image), got {self.per_class}"
-            )
-        if self.size is not None and not 8 <= self.size <= 4096:
-            raise EdgeTrainError(f"synthetic-pcb: size must be in 8..4096 px, got {self.size}")
-
-    def _resolve(self, seed: int) -> Splits:
-        from edgetrain.data.synthetic import resolve_synthetic
-
-        return resolve_synthetic(self, seed=seed)
-
-
-KINDS: dict[str, type[DatasetRef]] = {
-    cls.kind: cls for cls in (Caltech101, PKUPCB, Folder, SyntheticPCB)
-}
-
-
-def _check_regex(pattern: str, kind: str) -> None:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise EdgeTrainError(
-            f"{kind}: group {pattern!r} is not a valid regular expression: {exc}"
-        ) from None
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
 
 
 def _convert(kind: str, field: dataclasses.Field, text: str) -> Any:
@@ -232,49 +89,56 @@ def parse_ref(text: str) -> DatasetRef:
     listing what is accepted.
     """
     if not isinstance(text, str) or not text.strip():
-        raise EdgeTrainError("empty dataset reference; " + _KINDS_HINT)
+        raise EdgeTrainError("empty dataset reference; " + usage())
     text = text.strip()
     m = re.match(r"^([A-Za-z][\w-]*)", text)
     kind = m.group(1).lower() if m else ""
-    cls = KINDS.get(kind)
-    if cls is None:
-        raise EdgeTrainError(f"unknown dataset reference {text!r}; " + _KINDS_HINT)
+    if kind not in KINDS:
+        raise EdgeTrainError(f"unknown dataset reference {text!r}; " + usage())
+    cls = KINDS[kind].ref_type
     rest = text[len(kind) :]
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "path"}
     kwargs: dict[str, Any] = {}
     if cls.has_path:
-        if not rest.startswith(":") or len(rest) < 2 or rest[1] == "?":
-            raise EdgeTrainError(f"{kind} needs a path: {kind}:PATH (got {text!r})")
-        path, _, query = rest[1:].partition("?")
-        kwargs["path"] = Path(path).expanduser()
-        pairs = query.split("&") if query else []
+        kwargs["path"], pairs = _split_path(kind, text, rest)
     else:
-        if rest.startswith(":"):  # synthetic-pcb:per_class=100,size=64
-            pairs = re.split(r"[,&]", rest[1:]) if rest[1:] else []
-        elif rest.startswith("?"):
-            pairs = rest[1:].split("&") if rest[1:] else []
-        elif rest:
-            raise EdgeTrainError(f"cannot parse {text!r}: expected {kind}[:key=value,...]")
-        else:
-            pairs = []
+        pairs = _split_options(kind, text, rest)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "path"}
     for pair in pairs:
-        if not pair:
-            continue
-        key, eq, value = pair.partition("=")
-        key = key.strip()
-        if not eq:
-            raise EdgeTrainError(f"{kind}: option {pair!r} needs a value (key=value)")
-        if key not in fields:
-            known = ", ".join(fields) or "none"
-            raise EdgeTrainError(f"{kind}: unknown option {key!r}; known options: {known}")
-        kwargs[key] = _convert(kind, fields[key], unquote(value))
+        if pair:
+            key, value = _option(kind, pair, fields)
+            kwargs[key] = value
     return cls(**kwargs)
 
 
-_KINDS_HINT = (
-    "expected one of caltech101:PATH, pku-pcb:PATH, folder:PATH[?group=REGEX], "
-    "synthetic-pcb[:per_class=N,size=PX,seed=S]"
-)
+def _split_path(kind: str, text: str, rest: str) -> tuple[Path, list[str]]:
+    """`:PATH?k=v&k=v` -> (PATH, ["k=v", ...]); the path is taken literally up to the first `?`."""
+    if not rest.startswith(":") or len(rest) < 2 or rest[1] == "?":
+        raise EdgeTrainError(f"{kind} needs a path: {kind}:PATH (got {text!r})")
+    path, _, query = rest[1:].partition("?")
+    return Path(path).expanduser(), query.split("&") if query else []
+
+
+def _split_options(kind: str, text: str, rest: str) -> list[str]:
+    """The options of a kind without a path: `:k=v,k=v` or `?k=v&k=v`."""
+    if rest.startswith(":"):  # synthetic-pcb:per_class=100,size=64
+        return re.split(r"[,&]", rest[1:]) if rest[1:] else []
+    if rest.startswith("?"):
+        return rest[1:].split("&") if rest[1:] else []
+    if rest:
+        raise EdgeTrainError(f"cannot parse {text!r}: expected {kind}[:key=value,...]")
+    return []
+
+
+def _option(kind: str, pair: str, fields: dict[str, dataclasses.Field]) -> tuple[str, Any]:
+    """`key=value` -> (key, value converted to the field's type), percent-decoded."""
+    key, eq, value = pair.partition("=")
+    key = key.strip()
+    if not eq:
+        raise EdgeTrainError(f"{kind}: option {pair!r} needs a value (key=value)")
+    if key not in fields:
+        known = ", ".join(fields) or "none"
+        raise EdgeTrainError(f"{kind}: unknown option {key!r}; known options: {known}")
+    return key, _convert(kind, fields[key], unquote(value))
 
 
 def as_ref(ref: str | DatasetRef) -> DatasetRef:
@@ -292,7 +156,8 @@ def resolve(ref: str | DatasetRef, *, seed: int = 0) -> Splits:
     Problems that make training impossible (no images, a single class, an empty train or test
     split, a class without training images) raise `EdgeTrainError` here, before anything runs.
     """
-    return as_ref(ref)._resolve(int(seed))
+    ref = as_ref(ref)
+    return kind_of(ref).resolve(ref, seed=int(seed))
 
 
 def default_augment(ref: str | DatasetRef) -> bool:

@@ -14,14 +14,11 @@ import itertools
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgetrain.data.refbase import DatasetRef
 from edgetrain.errors import EdgeTrainError
-
-if TYPE_CHECKING:
-    from edgetrain.data.refs import DatasetRef
 
 SPLIT_NAMES = ("train", "val", "test")
 FRACTIONS = (0.8, 0.1, 0.1)  # target share of train, val, test
@@ -51,10 +48,13 @@ class Record:
 class Splits:
     """A resolved dataset: class names, train/val/test records, and what was left out and why.
 
-    `skipped` lists (file, reason) for every file not used; `load_split` appends files that fail
-    to decode. `groups` maps each split to the groups (boards) in it, empty for ungrouped data.
-    `warnings` are things a user should know that do not stop training (an empty val split, a
-    class absent from test).
+    `skipped` lists (file, reason) for every file not used: those `resolve` left out (not an
+    image, unreadable header, reached twice through a link, ...) and, once `load_split` has run,
+    the records that failed to decode, which are also in `dropped[split]`. `counts()` and
+    `class_counts()` leave the dropped records out, so after loading they count what is trained
+    and evaluated on; `skipped_report()` is the JSON-able list for records. `groups` maps each
+    split to the groups (boards) in it, empty for ungrouped data. `warnings` are things a user
+    should know that do not stop training (an empty val split, a class absent from test).
     """
 
     ref: DatasetRef
@@ -66,6 +66,8 @@ class Splits:
     groups: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seed: int = 0
+    # split -> (source, reason) of its records that failed to decode; filled by `drop`
+    dropped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -84,22 +86,69 @@ class Splits:
             )
         return getattr(self, name)
 
+    def kept(self, name: str) -> list[Record]:
+        """The records of split `name` less those known to fail to decode (`dropped`)."""
+        records = self.split(name)
+        gone = {source for source, _ in self.dropped.get(name, ())}
+        return [r for r in records if r.source not in gone] if gone else records
+
     def counts(self) -> dict[str, int]:
-        """Samples per split: {"train": n, "val": n, "test": n}."""
-        return {s: len(self.split(s)) for s in SPLIT_NAMES}
+        """Samples per split, {"train": n, "val": n, "test": n}, after decode drops: as resolved
+        before `load_split`, what the loaded tensors hold after it."""
+        return {s: len(self.kept(s)) for s in SPLIT_NAMES}
 
     def class_counts(self) -> dict[str, dict[str, int]]:
-        """Samples per class and split: {class: {"train": n, "val": n, "test": n}}."""
+        """Samples per class and split, {class: {"train": n, "val": n, "test": n}}, after decode
+        drops (as `counts`)."""
         out = {c: dict.fromkeys(SPLIT_NAMES, 0) for c in self.classes}
         for s in SPLIT_NAMES:
-            for label, n in Counter(r.label for r in self.split(s)).items():
+            for label, n in Counter(r.label for r in self.kept(s)).items():
                 out[self.classes[label]][s] = n
         return out
+
+    def drop(self, name: str, failed: list[tuple[str, str]]) -> None:
+        """Note that records of split `name` failed to decode, as (source, reason): added once to
+        `dropped[name]` and to `skipped`. Called by the pixel loaders, not by users."""
+        have = self.dropped.setdefault(name, [])
+        have += [f for f in failed if f not in have]
+        known = set(self.skipped)
+        self.skipped += [f for f in failed if f not in known]
+
+    def skipped_report(self) -> list[dict[str, str | None]]:
+        """Every skipped file as {"file", "reason", "stage", "split"}, in `skipped` order: stage
+        "resolve" (left out before decoding; split None) or "decode" (failed to decode; the split
+        it was in). JSON-able; complete once `load_split` has run for every split."""
+        at_decode = {f: s for s in SPLIT_NAMES for f in self.dropped.get(s, ())}
+        return [
+            {
+                "file": f,
+                "reason": why,
+                "stage": "decode" if (f, why) in at_decode else "resolve",
+                "split": at_decode.get((f, why)),
+            }
+            for f, why in self.skipped
+        ]
+
+
+def name_bytes(name: str) -> bytes:
+    """A file or class name as bytes for hashing: UTF-8, with the undecodable bytes of a
+    non-UTF-8 name (the surrogate escapes `os.fsdecode` makes on Linux, e.g. b'caf\\xe9' ->
+    'caf\\udce9') restored. The same as `name.encode()` for every name that has no such byte, so
+    seeds and cache keys of ordinary names do not change."""
+    try:
+        return name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file system decode makes
+        return name.encode("utf-8", "surrogatepass")
+
+
+def printable(name: str) -> str:
+    """`name` safe to print or draw: the undecodable bytes of a non-UTF-8 name as `\\xe9`."""
+    return name_bytes(name).decode("utf-8", "backslashreplace")
 
 
 def _class_rng(seed: int, class_name: str) -> np.random.Generator:
     # One stream per class, keyed by its name: adding a class does not reshuffle the others.
-    return np.random.default_rng([seed, zlib.crc32(class_name.encode())])
+    return np.random.default_rng([seed, zlib.crc32(name_bytes(class_name))])
 
 
 def split_per_class(

@@ -1,17 +1,32 @@
-"""The model zoo: the Xception family (one spec, one builder) and the lightweight baselines.
+"""The model zoo: the Xception family and the lightweight baselines, each one spec and one builder.
 
 Use `create_model(name, num_classes=...)` and `list_models(pattern)`; never import model classes.
+To build a spec value directly (an architecture search): `build_model(spec, num_classes=...)`, and
+`spec_from_dict(spec.to_dict(family=True))` to read one back from JSON.
 """
 
-from edgetrain.models import xception as _xception  # noqa: F401  (registers models)
-from edgetrain.models.registry import create_model, list_models, register_model
+# Importing a family module registers its family and its models.
+from edgetrain.models import efficientnet_v2, mobilenet_v2, mobilevit, xception  # noqa: F401
+from edgetrain.models.registry import (
+    build_model,
+    create_model,
+    get_spec,
+    list_models,
+    register_model,
+    register_spec,
+    spec_from_dict,
+)
+from edgetrain.models.spec import ModelSpec
 from edgetrain.models.xception import XceptionSpec
 
-for _optional in ("mobilenet_v2", "efficientnet_v2", "mobilevit"):
-    try:
-        __import__(f"edgetrain.models.{_optional}")
-    except ModuleNotFoundError as _exc:  # a baseline still being written
-        if _exc.name != f"edgetrain.models.{_optional}":
-            raise
-
-__all__ = ["XceptionSpec", "create_model", "list_models", "register_model"]
+__all__ = [
+    "ModelSpec",
+    "XceptionSpec",
+    "build_model",
+    "create_model",
+    "get_spec",
+    "list_models",
+    "register_model",
+    "register_spec",
+    "spec_from_dict",
+]

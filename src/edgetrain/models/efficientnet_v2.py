@@ -25,17 +25,16 @@ Keras weights, not for training.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
 from edgetrain.errors import EdgeTrainError
-from edgetrain.models.layers import Classifier, ConvBNAct, DropPath, SqueezeExcite
-from edgetrain.models.mobilenet_v2 import SpecMixin, check_bn
-from edgetrain.models.registry import register_model
+from edgetrain.models.layers import ConvBNAct, DropPath, SqueezeExcite, stem_blocks_top
+from edgetrain.models.registry import register_family, register_spec
+from edgetrain.models.spec import ModelSpec, check_bn
 
 BlockKind = Literal["fused", "mbconv"]
 
@@ -83,10 +82,11 @@ class BlockArgs:
 
 
 @dataclass(frozen=True)
-class EfficientNetV2Spec(SpecMixin):
+class EfficientNetV2Spec(ModelSpec):
     """A whole EfficientNetV2 backbone; the defaults are Keras' EfficientNetV2B0."""
 
-    _family = "EfficientNetV2"
+    family = "efficientnet_v2"
+    _title = "EfficientNetV2"
     _id_prefix = "env2"
 
     width: float = 1.0  # width_coefficient
@@ -213,29 +213,16 @@ class MBConv(nn.Module):
         return x + y
 
 
+@register_family(EfficientNetV2Spec)
 def build_efficientnet_v2_backbone(spec: EfficientNetV2Spec) -> nn.Sequential:
     """Turn a valid `EfficientNetV2Spec` into an nn.Sequential with one child per block (`stem`,
     `block1a` ... as Keras names them, `top`): (B, 3, H, W) -> (B, C, H/32, W/32) for the B0/B1
     strides."""
     spec.validate()
     bn_kw = {"eps": spec.bn_eps, "momentum": spec.bn_momentum}
-    modules: OrderedDict[str, nn.Module] = OrderedDict(
-        stem=ConvBNAct(3, spec.stem_width, 3, 2, act=nn.SiLU, **bn_kw)
-    )
-    cin = spec.stem_width
-    for a in spec.blocks():
-        modules[a.name] = MBConv(a, **bn_kw)
-        cin = a.cout
-    modules["top"] = ConvBNAct(cin, spec.num_features, 1, act=nn.SiLU, **bn_kw)
-    return nn.Sequential(modules)
-
-
-def build_efficientnet_v2(
-    spec: EfficientNetV2Spec, *, num_classes: int, dropout: float = 0.2
-) -> Classifier:
-    """`build_efficientnet_v2_backbone(spec)` with the paper's head (GAP -> dropout -> linear)."""
-    backbone = build_efficientnet_v2_backbone(spec)
-    return Classifier(backbone, spec.num_features, num_classes, dropout, spec)
+    # a generator: the blocks are made after the stem, in forward order
+    blocks = ((a.name, MBConv(a, **bn_kw), a.cout) for a in spec.blocks())
+    return stem_blocks_top(spec.stem_width, blocks, spec.num_features, act=nn.SiLU, **bn_kw)
 
 
 # --- the registered values -----------------------------------------------------------------------
@@ -247,19 +234,16 @@ EFFICIENTNET_V2_SPECS: dict[str, EfficientNetV2Spec] = {
     "efficientnet_v2_b1": EFFICIENTNET_V2_B1,
 }
 
-
-@register_model
-def efficientnet_v2_b0(*, num_classes: int, dropout: float = 0.2, **overrides: Any) -> Classifier:
+register_spec(
+    "efficientnet_v2_b0",
+    EFFICIENTNET_V2_B0,
     """EfficientNetV2-B0 as Keras applications defines it; `overrides` change fields of
-    `EfficientNetV2Spec`, an unknown field raises `EdgeTrainError`."""
-    spec = EFFICIENTNET_V2_B0.replace(**overrides) if overrides else EFFICIENTNET_V2_B0
-    return build_efficientnet_v2(spec, num_classes=num_classes, dropout=dropout)
-
-
-@register_model
-def efficientnet_v2_b1(*, num_classes: int, dropout: float = 0.2, **overrides: Any) -> Classifier:
+    `EfficientNetV2Spec`, an unknown field raises `EdgeTrainError`.""",
+)
+register_spec(
+    "efficientnet_v2_b1",
+    EFFICIENTNET_V2_B1,
     """EfficientNetV2-B1 (B0 with depth 1.1, default input 240 px) as Keras applications defines
     it; `overrides` change fields of `EfficientNetV2Spec`, an unknown field raises
-    `EdgeTrainError`."""
-    spec = EFFICIENTNET_V2_B1.replace(**overrides) if overrides else EFFICIENTNET_V2_B1
-    return build_efficientnet_v2(spec, num_classes=num_classes, dropout=dropout)
+    `EdgeTrainError`.""",
+)

@@ -31,18 +31,17 @@ on top/left and 1 on bottom/right; output sizes are the same for odd kernels.)
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edgetrain.errors import EdgeTrainError
-from edgetrain.models.layers import Classifier, ConvBNAct
-from edgetrain.models.mobilenet_v2 import InvertedResidual, SpecMixin, check_bn, make_divisible
-from edgetrain.models.registry import register_model
+from edgetrain.models.layers import ConvBNAct, InvertedResidual, make_divisible, stem_blocks_top
+from edgetrain.models.registry import register_family, register_spec
+from edgetrain.models.spec import ModelSpec, check_bn
 
 # --- the spec ------------------------------------------------------------------------------------
 
@@ -73,10 +72,11 @@ MOBILEVIT_XXS_STAGES = (
 
 
 @dataclass(frozen=True)
-class MobileViTSpec(SpecMixin):
+class MobileViTSpec(ModelSpec):
     """A whole MobileViT (v1) backbone; the defaults are MobileViT-XXS."""
 
-    _family = "MobileViT"
+    family = "mobilevit"
+    _title = "MobileViT"
     _id_prefix = "mvit"
 
     stem: int = 16  # Conv3x3 stride 2 width
@@ -219,19 +219,14 @@ class MobileViTBlock(nn.Module):
         return self.fusion(torch.cat([x, y], dim=1))  # input first, as cvnets
 
 
-def build_mobilevit_backbone(spec: MobileViTSpec) -> nn.Sequential:
-    """Turn a valid `MobileViTSpec` into an nn.Sequential with one child per block (`stem`,
-    `layer{i}_{j}` for the j-th MV2 or MobileViT block of layer i, `top`):
-    (B, 3, H, W) -> (B, top, H/32, W/32) for the XXS strides."""
-    spec.validate()
+def _blocks(spec: MobileViTSpec) -> Iterator[tuple[str, nn.Module, int]]:
+    """(name, block, output width) for every MV2 and MobileViT block, `layer{i}_{j}` for the j-th
+    block of layer i; lazily, so `stem_blocks_top` makes the stem first."""
     bn_kw = {"eps": spec.bn_eps, "momentum": spec.bn_momentum}
-    modules: OrderedDict[str, nn.Module] = OrderedDict(
-        stem=ConvBNAct(3, spec.stem, 3, 2, act=nn.SiLU, **bn_kw)
-    )
     cin = spec.stem
     for i, s in enumerate(spec.stages, start=1):
         for j in range(s.mv2_blocks):
-            modules[f"layer{i}_{j}"] = InvertedResidual(
+            block = InvertedResidual(
                 cin,
                 s.channels,
                 expand=s.expand,
@@ -241,9 +236,10 @@ def build_mobilevit_backbone(spec: MobileViTSpec) -> nn.Sequential:
                 act=nn.SiLU,
                 **bn_kw,
             )
+            yield f"layer{i}_{j}", block, s.channels
             cin = s.channels
         if s.transformer_dim > 0:
-            modules[f"layer{i}_{s.mv2_blocks}"] = MobileViTBlock(
+            block = MobileViTBlock(
                 cin,
                 dim=s.transformer_dim,
                 ffn_dim=s.ffn_dim,
@@ -254,23 +250,27 @@ def build_mobilevit_backbone(spec: MobileViTSpec) -> nn.Sequential:
                 ln_eps=spec.ln_eps,
                 **bn_kw,
             )
-    modules["top"] = ConvBNAct(cin, spec.top, 1, act=nn.SiLU, **bn_kw)
-    return nn.Sequential(modules)
+            yield f"layer{i}_{s.mv2_blocks}", block, cin
 
 
-def build_mobilevit(spec: MobileViTSpec, *, num_classes: int, dropout: float = 0.2) -> Classifier:
-    """`build_mobilevit_backbone(spec)` with the paper's head (GAP -> dropout -> linear)."""
-    return Classifier(build_mobilevit_backbone(spec), spec.num_features, num_classes, dropout, spec)
+@register_family(MobileViTSpec)
+def build_mobilevit_backbone(spec: MobileViTSpec) -> nn.Sequential:
+    """Turn a valid `MobileViTSpec` into an nn.Sequential with one child per block (`stem`,
+    `layer{i}_{j}` for the j-th MV2 or MobileViT block of layer i, `top`):
+    (B, 3, H, W) -> (B, top, H/32, W/32) for the XXS strides."""
+    spec.validate()
+    return stem_blocks_top(
+        spec.stem, _blocks(spec), spec.top, act=nn.SiLU, eps=spec.bn_eps, momentum=spec.bn_momentum
+    )
 
 
 # --- the registered value ------------------------------------------------------------------------
 
 MOBILEVIT_XXS = MobileViTSpec()
 
-
-@register_model
-def mobilevit_xxs(*, num_classes: int, dropout: float = 0.2, **overrides: Any) -> Classifier:
+register_spec(
+    "mobilevit_xxs",
+    MOBILEVIT_XXS,
     """MobileViT-XXS (Mehta & Rastegari 2022, ml-cvnets' xx_small); `overrides` change fields of
-    `MobileViTSpec`, an unknown field raises `EdgeTrainError`."""
-    spec = MOBILEVIT_XXS.replace(**overrides) if overrides else MOBILEVIT_XXS
-    return build_mobilevit(spec, num_classes=num_classes, dropout=dropout)
+    `MobileViTSpec`, an unknown field raises `EdgeTrainError`.""",
+)

@@ -1,21 +1,36 @@
-"""Model registry: `@register_model`, `create_model(name, ...)`, `list_models(pattern)`.
+"""Model registry: names -> factories, families -> backbone builders.
 
-The CLI, the benchmarks and the tests iterate over names and never import model classes.
+- `create_model(name, ...)` / `list_models(pattern)`: the CLI, the benchmarks and the tests iterate
+  over names and never import model classes. A name is registered as a spec value
+  (`register_spec`) or, for anything else, as a factory function (`@register_model`).
+- `build_model(spec, ...)` / `spec_from_dict(d)`: build any spec value of any family directly (what
+  an architecture search samples); each family module registers its spec class and backbone builder
+  with `@register_family(SpecClass)`.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from torch import nn
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.models.layers import Classifier
+from edgetrain.models.spec import FAMILY_KEY, ModelSpec
 
 ModelFactory = Callable[..., nn.Module]
+BackboneBuilder = Callable[[Any], nn.Sequential]  # a spec -> (B, 3, H, W) -> (B, C, h, w)
+_B = TypeVar("_B", bound=BackboneBuilder)
+
 _REGISTRY: dict[str, ModelFactory] = {}
+_SPECS: dict[str, ModelSpec] = {}  # the names registered as spec values
+_FAMILIES: dict[str, tuple[type[ModelSpec], BackboneBuilder]] = {}
+
+
+# --- names ---------------------------------------------------------------------------------------
 
 
 def register_model(fn: ModelFactory) -> ModelFactory:
@@ -25,6 +40,21 @@ def register_model(fn: ModelFactory) -> ModelFactory:
         raise ValueError(f"model {name!r} is registered twice")
     _REGISTRY[name] = fn
     return fn
+
+
+def register_spec(name: str, spec: ModelSpec, doc: str) -> ModelFactory:
+    """Register the spec value `spec` as model `name`: `create_model(name, **overrides)` builds
+    `spec.replace(**overrides)` with `build_model`. `doc` becomes the factory's docstring."""
+
+    def factory(*, num_classes: int, dropout: float = 0.2, **overrides: Any) -> Classifier:
+        value = spec.replace(**overrides) if overrides else spec
+        return build_model(value, num_classes=num_classes, dropout=dropout)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    register_model(factory)
+    _SPECS[name] = spec
+    return factory
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -47,6 +77,22 @@ def get_model_factory(name: str) -> ModelFactory:
         raise _unknown(name) from None
 
 
+def get_spec(name: str) -> ModelSpec:
+    """The spec value registered as model `name` (the starting point for overrides or a search)."""
+    get_model_factory(name)  # unknown name -> error listing close names
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise EdgeTrainError(f"model {name!r} is a factory, not a spec value") from None
+
+
+def _check_head(num_classes: Any, dropout: Any) -> None:
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise EdgeTrainError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise EdgeTrainError(f"dropout must be in [0, 1), got {dropout!r}")
+
+
 def create_model(
     name: str, *, num_classes: int, dropout: float = 0.2, **spec_overrides: Any
 ) -> nn.Module:
@@ -55,8 +101,59 @@ def create_model(
     `spec_overrides` change fields of the model's spec (for the Xception family, any field of
     `XceptionSpec`); an unknown name or field raises `EdgeTrainError`.
     """
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise EdgeTrainError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise EdgeTrainError(f"dropout must be in [0, 1), got {dropout!r}")
+    _check_head(num_classes, dropout)
     return get_model_factory(name)(num_classes=num_classes, dropout=dropout, **spec_overrides)
+
+
+# --- families ------------------------------------------------------------------------------------
+
+
+def register_family(spec_cls: type[ModelSpec]) -> Callable[[_B], _B]:
+    """Decorator: the decorated `build_backbone(spec) -> nn.Sequential` builds the specs of
+    `spec_cls`; `build_model` and `spec_from_dict` find it by `spec_cls.family`."""
+    if not spec_cls.family:
+        raise ValueError(f"{spec_cls.__name__} sets no `family`")
+
+    def register(build_backbone: _B) -> _B:
+        if spec_cls.family in _FAMILIES:
+            raise ValueError(f"model family {spec_cls.family!r} is registered twice")
+        _FAMILIES[spec_cls.family] = (spec_cls, build_backbone)
+        return build_backbone
+
+    return register
+
+
+def _family(family: Any) -> tuple[type[ModelSpec], BackboneBuilder]:
+    try:
+        return _FAMILIES[family]
+    except (KeyError, TypeError):
+        raise EdgeTrainError(
+            f"unknown model family {family!r}; known: {', '.join(sorted(_FAMILIES))}"
+        ) from None
+
+
+def build_model(spec: ModelSpec, *, num_classes: int, dropout: float = 0.2) -> Classifier:
+    """Build a spec value of any registered family with the paper's head (GAP -> dropout ->
+    linear): the family's backbone builder, picked by `spec.family`, then the head.
+
+    `create_model(name, **overrides)` is `build_model(get_spec(name).replace(**overrides), ...)`;
+    an invalid spec, head size or dropout raises `EdgeTrainError`.
+    """
+    _check_head(num_classes, dropout)
+    spec_cls, build_backbone = _family(getattr(spec, "family", None))
+    if not isinstance(spec, spec_cls):
+        raise EdgeTrainError(f"expected a {spec_cls.__name__}, got {type(spec).__name__}")
+    return Classifier(build_backbone(spec), spec.num_features, num_classes, dropout, spec)
+
+
+def spec_from_dict(d: Mapping[str, Any]) -> ModelSpec:
+    """The spec of any family from `spec.to_dict(family=True)`: the `family` key picks the class,
+    whose `from_dict` reads the rest. A missing or unknown family raises `EdgeTrainError` (an
+    untagged dict, the older format, is read by its class: `XceptionSpec.from_dict(d)`)."""
+    if not isinstance(d, Mapping) or FAMILY_KEY not in d:
+        raise EdgeTrainError(
+            f"a spec dict needs a {FAMILY_KEY!r} key (one of {', '.join(sorted(_FAMILIES))}); "
+            "write it with spec.to_dict(family=True)"
+        )
+    spec_cls, _ = _family(d[FAMILY_KEY])
+    return spec_cls.from_dict(d)

@@ -11,24 +11,22 @@ if the block says so), every separable conv is followed by BatchNorm (eps 1e-3),
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
 from edgetrain.errors import EdgeTrainError
-from edgetrain.models.layers import Classifier, bn
-from edgetrain.models.registry import register_model
+from edgetrain.models.layers import bn
+from edgetrain.models.registry import register_family, register_spec
+from edgetrain.models.spec import ModelSpec
 
 Padding = Literal["same", "valid"]
 Residual = Literal["none", "identity", "conv1x1", "conv1x1_bn", "conv3x3", "conv3x3_bn"]
-_RESIDUALS = ("none", "identity", "conv1x1", "conv1x1_bn", "conv3x3", "conv3x3_bn")
-_PADDINGS = ("same", "valid")
+_RESIDUALS = get_args(Residual)
+_PADDINGS = get_args(Padding)
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,12 @@ class Block:
 
 
 @dataclass(frozen=True)
-class XceptionSpec:
+class XceptionSpec(ModelSpec):
     """A whole Xception-family backbone. Widths are output channels."""
+
+    family = "xception"
+    _title = "Xception"
+    _id_prefix = "xc"
 
     stem: tuple[int, ...] = (32, 64)  # conv3x3 widths, the first with stride 2, each -> BN -> ReLU
     stem_bias: bool = False
@@ -75,39 +77,6 @@ class XceptionSpec:
             relu_last=True,
         )
     )
-
-    # --- serialisation ---------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, JSON-able dict (lists, not tuples) that `from_dict` turns back into this spec."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> XceptionSpec:
-        """Inverse of `to_dict`; unknown or missing keys raise `EdgeTrainError`."""
-        try:
-            spec = cls(
-                stem=tuple(int(w) for w in d["stem"]),
-                stem_bias=bool(d["stem_bias"]),
-                stem_padding=d["stem_padding"],
-                entry=tuple(_block_from_dict(b) for b in d["entry"]),
-                middle=_block_from_dict(d["middle"]),
-                middle_depth=int(d["middle_depth"]),
-                exit=tuple(_block_from_dict(b) for b in d["exit"]),
-                tail=_block_from_dict(d["tail"]),
-            )
-        except (KeyError, TypeError) as exc:
-            raise EdgeTrainError(f"not a valid Xception spec dict: {exc!r}") from None
-        extra = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if extra:
-            raise EdgeTrainError(f"unknown Xception spec fields: {sorted(extra)}")
-        spec.validate()
-        return spec
-
-    @property
-    def id(self) -> str:
-        """Short canonical id: equal specs give equal ids (cache key, dedup, report label)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return "xc-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def describe(self) -> str:
         """A compact human-readable form, e.g. `s32.64|e128:1.3|m8x256:1,512:1,512:3|...`."""
@@ -126,22 +95,6 @@ class XceptionSpec:
                 "t" + blk(self.tail),
             ]
         )
-
-    def replace(self, **overrides: Any) -> XceptionSpec:
-        """A copy with some fields changed; values may be plain dicts/lists as in `to_dict`."""
-        d = self.to_dict()
-        unknown = set(overrides) - set(d)
-        if unknown:
-            raise EdgeTrainError(
-                f"unknown Xception spec field(s) {sorted(unknown)}; known: {sorted(d)}"
-            )
-        for k, v in overrides.items():
-            if isinstance(v, Block):
-                v = dataclasses.asdict(v)
-            elif isinstance(v, tuple | list) and v and isinstance(v[0], Block):
-                v = [dataclasses.asdict(b) for b in v]
-            d[k] = json.loads(json.dumps(v))
-        return XceptionSpec.from_dict(d)
 
     # --- checks ------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -183,15 +136,6 @@ class XceptionSpec:
     @property
     def num_features(self) -> int:
         return self.tail.convs[-1].width
-
-
-def _block_from_dict(d: dict[str, Any]) -> Block:
-    extra = set(d) - {f.name for f in dataclasses.fields(Block)}
-    if extra:
-        raise EdgeTrainError(f"unknown block fields: {sorted(extra)}")
-    kw = dict(d)
-    kw["convs"] = tuple(SepConv(kernel=int(c["kernel"]), width=int(c["width"])) for c in d["convs"])
-    return Block(**kw)
 
 
 # --- the builder -------------------------------------------------------------------------------
@@ -256,6 +200,7 @@ class XceptionBlock(nn.Module):
         return y
 
 
+@register_family(XceptionSpec)
 def build_xception_backbone(spec: XceptionSpec) -> nn.Sequential:
     """Turn any valid `XceptionSpec` into an nn.Sequential of blocks: (B, 3, H, W) -> (B, C, h, w)."""
     spec.validate()
@@ -274,10 +219,6 @@ def build_xception_backbone(spec: XceptionSpec) -> nn.Sequential:
         modules[name] = XceptionBlock(cin, b)
         cin = b.convs[-1].width
     return nn.Sequential(modules)
-
-
-def build_xception(spec: XceptionSpec, *, num_classes: int, dropout: float = 0.2) -> Classifier:
-    return Classifier(build_xception_backbone(spec), spec.num_features, num_classes, dropout, spec)
 
 
 # --- the registered values -----------------------------------------------------------------------
@@ -337,15 +278,9 @@ XCEPTION_LITE = XceptionSpec(
 XCEPTION_SPECS: dict[str, XceptionSpec] = {"xception": XCEPTION, "xception_lite": XCEPTION_LITE}
 
 
-@register_model
-def xception(*, num_classes: int, dropout: float = 0.2, **overrides: Any) -> Classifier:
-    """Xception (Chollet 2017) as Keras applications defines it."""
-    spec = XCEPTION.replace(**overrides) if overrides else XCEPTION
-    return build_xception(spec, num_classes=num_classes, dropout=dropout)
-
-
-@register_model
-def xception_lite(*, num_classes: int, dropout: float = 0.2, **overrides: Any) -> Classifier:
-    """Xception-Lite (Mih et al. 2024): 1x1 separable convs where Xception has 3x3, narrower."""
-    spec = XCEPTION_LITE.replace(**overrides) if overrides else XCEPTION_LITE
-    return build_xception(spec, num_classes=num_classes, dropout=dropout)
+register_spec("xception", XCEPTION, "Xception (Chollet 2017) as Keras applications defines it.")
+register_spec(
+    "xception_lite",
+    XCEPTION_LITE,
+    """Xception-Lite (Mih et al. 2024): 1x1 separable convs where Xception has 3x3, narrower.""",
+)

@@ -7,7 +7,7 @@ The Pareto math is in `edgetrain.report.pareto` (pure NumPy), the grouping and f
 tables in `edgetrain.report.tables`, the plots in `edgetrain.report.plots`.
 """
 
-from edgetrain.report.load import records_from_dir
+from edgetrain.report.load import records_from_dir, records_from_study
 from edgetrain.report.pareto import default_reference, hypervolume, non_dominated
 from edgetrain.report.render import write_report
 
@@ -16,5 +16,6 @@ __all__ = [
     "hypervolume",
     "non_dominated",
     "records_from_dir",
+    "records_from_study",
     "write_report",
 ]

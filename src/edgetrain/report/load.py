@@ -6,14 +6,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
+
 from edgetrain.errors import EdgeTrainError
+from edgetrain.train.record import RunRecord
 
 
 def records_from_dir(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Read every `**/record.json` under `path`; return (records, warnings).
 
     Files that cannot be read, are not valid JSON, are not a JSON object, name no model or
-    dataset, or belong to a run that did not finish are skipped, each with one line in the
+    dataset, belong to a run that did not finish, or lack a field the run-record schema requires
+    (`edgetrain.train.record`) are skipped, each with one line in the
     warnings list, so one broken run never stops a report. Each record's "run_dir" is set to the
     folder holding its record.json (where its rss.csv lives), whatever the record said, since
     result folders get moved and copied. Records come back in path order. Raises
@@ -44,6 +49,22 @@ def records_from_dir(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]
         if status != "finished":
             warnings.append(f"{file}: skipped, run status is {status!r}, not 'finished'")
             continue
-        record["run_dir"] = str(file.parent)
-        records.append(record)
+        try:  # the schema names what a record lacks; older records (no version) load as they are
+            typed = RunRecord.from_dict(record, source=str(file))
+        except EdgeTrainError as exc:
+            warnings.append(f"skipped, {exc}")
+            continue
+        records.append(typed.replace(run_dir=str(file.parent)).to_dict())
     return records, warnings
+
+
+def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:
+    """The run records of every completed cell of a bench study (one per cell: the latest if
+    retried). A bench worker stores each finished cell's record in its trial's "record" user
+    attribute, next to the cell's id in "cell_id"."""
+    by_cell: dict[str, dict[str, Any]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        rec = t.user_attrs.get("record")
+        if rec:
+            by_cell[t.user_attrs.get("cell_id", str(t.number))] = rec
+    return list(by_cell.values())

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgetrain.report import plots
+import edgetrain.report.plots as plots
 from edgetrain.report.tables import (
     COLUMNS,
     OBJECTIVES_MEMORY,
@@ -261,11 +261,26 @@ def _dataset_blocks(
     fronts: tuple[Front, Front],
     notes: list[str],
 ) -> list[Block]:
-    slug = f"{index:02d}-{_slug(dataset)}"
     front2, front3 = fronts
-    blocks: list[Block] = [Heading(2, f"Dataset: {dataset}", anchor=f"dataset-{index}")]
-    blocks.append(Para(_classes_text(rows)))
+    figures = _Figures(plots_dir, f"{index:02d}-{_slug(dataset)}", dataset, notes)
+    blocks: list[Block] = [
+        Heading(2, f"Dataset: {dataset}", anchor=f"dataset-{index}"),
+        Para(_classes_text(rows)),
+        _summary_table(rows, front2, front3),
+    ]
+    # the plot functions are looked up here, at call time, not frozen into the section specs
+    for front, section, plot in (
+        (front2, _MEMORY_FRONT, plots.plot_pareto_memory),
+        (front3, _TIME_FRONT, plots.plot_pareto_time),
+    ):
+        blocks += _pareto_section(rows, front, figures, section, plot)
+    for section, plot in ((_CURVES, plots.plot_curves), (_RSS, plots.plot_rss)):
+        blocks += _run_plot_section(rows, colors, figures, section, plot)
+    return blocks
 
+
+def _summary_table(rows: Sequence[SummaryRow], front2: Front, front3: Front) -> Table:
+    # one row per configuration; the accuracy-memory front is highlighted and both fronts ticked
     headers = ["model", "init", "runs", *(c.header for c in COLUMNS), "front: acc–mem", "+ time"]
     helps = [
         "architecture",
@@ -275,118 +290,142 @@ def _dataset_blocks(
         "Pareto-optimal over (accuracy, peak RSS above baseline)",
         "Pareto-optimal over (accuracy, peak RSS above baseline, time per epoch)",
     ]
-    table_rows, css = [], []
-    for i, row in enumerate(rows):
-        table_rows.append(
-            [
-                row.model,
-                row.init,
-                str(row.n_runs),
-                *row_cells(row),
-                "✓" if front2.mask[i] else "",
-                "✓" if front3.mask[i] else "",
-            ]
-        )
-        css.append("front" if front2.mask[i] else "")
+    table_rows = [
+        [
+            row.model,
+            row.init,
+            str(row.n_runs),
+            *row_cells(row),
+            "✓" if front2.mask[i] else "",
+            "✓" if front3.mask[i] else "",
+        ]
+        for i, row in enumerate(rows)
+    ]
+    css = ["front" if front2.mask[i] else "" for i in range(len(rows))]
     numeric = [False, False, True, *([True] * len(COLUMNS)), False, False]
-    blocks.append(
-        Table(headers, table_rows, numeric, helps, css, marks=(len(headers) - 2, len(headers) - 1))
+    return Table(
+        headers, table_rows, numeric, helps, css, marks=(len(headers) - 2, len(headers) - 1)
     )
 
-    def figure(name: str, alt: str, draw: Callable[[Path], Path | None]) -> Figure | None:
-        path = plots_dir / f"{slug}-{name}.png"
+
+@dataclass(frozen=True)
+class _PlotSection:
+    """The fixed text of one plot section of a dataset; "{dataset}" in alt and title is filled."""
+
+    heading: str
+    name: str  # the PNG's suffix, one of those _PLOT_NAME knows
+    alt: str
+    title: str
+    caption: tuple[Inline, ...]
+    missing: str = ""  # said instead of the figure when there is nothing to plot
+
+
+_MEMORY_FRONT = _PlotSection(
+    heading="Pareto front: accuracy ↑ vs peak memory above baseline ↓",
+    name="pareto-memory",
+    alt="{dataset}: test accuracy vs peak RSS above baseline",
+    title="{dataset}: accuracy vs training memory",
+    caption=(
+        Strong("How to read this:"),
+        " up and to the left is better. Orange points joined by the step line are "
+        "Pareto-optimal: every grey point has a configuration to its upper left that beats "
+        "it on both. The shaded area up to the dashed reference line is the hypervolume.",
+    ),
+)
+_TIME_FRONT = _PlotSection(
+    heading="Pareto front: accuracy ↑, memory ↓, training time per epoch ↓",
+    name="pareto-time",
+    alt="{dataset}: test accuracy vs training time per epoch, colour = memory",
+    title="{dataset}: accuracy vs training time (colour = memory)",
+    caption=(
+        Strong("How to read this:"),
+        " up and to the left is better; darker colour = less memory. Points with a black ring "
+        "are Pareto-optimal over all three objectives: a point can earn its place by being "
+        "fast, small or accurate, so it may sit below a faster one if it needs less memory.",
+    ),
+)
+_CURVES = _PlotSection(
+    heading="Training curves",
+    name="curves",
+    alt="{dataset}: validation accuracy and training loss per epoch",
+    title="{dataset}: per-epoch curves",
+    caption=(
+        Strong("How to read this:"),
+        " one line per run; colour = model, line style = init. Lines of one configuration "
+        "that spread apart show seed noise; a validation curve that falls while the loss "
+        "keeps dropping is overfitting.",
+    ),
+    missing="No per-epoch history in these records.",
+)
+_RSS = _PlotSection(
+    heading="Memory over time",
+    name="rss",
+    alt="{dataset}: process RSS over training time",
+    title="{dataset}: RSS during training",
+    caption=(
+        Strong("How to read this:"),
+        " resident memory of each run's process over its training time (resumed runs laid end "
+        "to end); the level before the first rise is the baseline, the highest point the peak.",
+    ),
+    missing="No rss.csv in the runs' directories (or no run directory recorded): skipped.",
+)
+
+
+@dataclass
+class _Figures:
+    """Draws a dataset's plots into `plots_dir`; a plot that fails becomes a note, not an error."""
+
+    plots_dir: Path
+    slug: str  # "NN-dataset-hash": unique per dataset, and what write_report cleans up
+    dataset: str
+    notes: list[str]
+
+    def title(self, section: _PlotSection) -> str:
+        return section.title.format(dataset=self.dataset)
+
+    def draw(self, section: _PlotSection, draw: Callable[[Path], Path | None]) -> Figure | None:
+        path = self.plots_dir / f"{self.slug}-{section.name}.png"
         try:
             written = draw(path)
         except Exception as exc:  # a plot must never cost the user the report
-            notes.append(f"{dataset}: plot {name} not drawn: {type(exc).__name__}: {exc}")
+            self.notes.append(
+                f"{self.dataset}: plot {section.name} not drawn: {type(exc).__name__}: {exc}"
+            )
             return None
         if written is None:
             return None
-        return Figure(path, f"plots/{path.name}", alt)
+        return Figure(path, f"plots/{path.name}", section.alt.format(dataset=self.dataset))
 
-    blocks.append(Heading(3, "Pareto front: accuracy ↑ vs peak memory above baseline ↓"))
-    fig2 = (
-        figure(
-            "pareto-memory",
-            f"{dataset}: test accuracy vs peak RSS above baseline",
-            lambda p: plots.plot_pareto_memory(
-                rows, front2, p, title=f"{dataset}: accuracy vs training memory"
-            ),
-        )
-        if front2.mask.any()
+
+def _pareto_section(
+    rows: Sequence[SummaryRow],
+    front: Front,
+    figures: _Figures,
+    section: _PlotSection,
+    plot: Callable[..., Path],
+) -> list[Block]:
+    # an empty front means no configuration has all these objectives measured: nothing to plot
+    figure = (
+        figures.draw(section, lambda p: plot(rows, front, p, title=figures.title(section)))
+        if front.mask.any()
         else None
     )
-    blocks += _front_blocks(
-        rows,
-        front2,
-        fig2,
-        [
-            Strong("How to read this:"),
-            " up and to the left is better. Orange points joined by the step line are "
-            "Pareto-optimal: every grey point has a configuration to its upper left that beats "
-            "it on both. The shaded area up to the dashed reference line is the hypervolume.",
-        ],
-    )
+    return [Heading(3, section.heading), *_front_blocks(rows, front, figure, section.caption)]
 
-    blocks.append(Heading(3, "Pareto front: accuracy ↑, memory ↓, training time per epoch ↓"))
-    fig3 = (
-        figure(
-            "pareto-time",
-            f"{dataset}: test accuracy vs training time per epoch, colour = memory",
-            lambda p: plots.plot_pareto_time(
-                rows, front3, p, title=f"{dataset}: accuracy vs training time (colour = memory)"
-            ),
-        )
-        if front3.mask.any()
-        else None
-    )
-    blocks += _front_blocks(
-        rows,
-        front3,
-        fig3,
-        [
-            Strong("How to read this:"),
-            " up and to the left is better; darker colour = less memory. Points with a black ring "
-            "are Pareto-optimal over all three objectives: a point can earn its place by being "
-            "fast, small or accurate, so it may sit below a faster one if it needs less memory.",
-        ],
-    )
 
-    blocks.append(Heading(3, "Training curves"))
-    curves = figure(
-        "curves",
-        f"{dataset}: validation accuracy and training loss per epoch",
-        lambda p: plots.plot_curves(rows, p, colors, title=f"{dataset}: per-epoch curves"),
-    )
-    if curves is None:
-        blocks.append(Para(["No per-epoch history in these records."]))
-    else:
-        curves.caption = [
-            Strong("How to read this:"),
-            " one line per run; colour = model, line style = init. Lines of one configuration "
-            "that spread apart show seed noise; a validation curve that falls while the loss "
-            "keeps dropping is overfitting.",
-        ]
-        blocks.append(curves)
-
-    blocks.append(Heading(3, "Memory over time"))
-    rss = figure(
-        "rss",
-        f"{dataset}: process RSS over training time",
-        lambda p: plots.plot_rss(rows, p, colors, title=f"{dataset}: RSS during training"),
-    )
-    if rss is None:
-        blocks.append(
-            Para(["No rss.csv in the runs' directories (or no run directory recorded): skipped."])
-        )
-    else:
-        rss.caption = [
-            Strong("How to read this:"),
-            " resident memory of each run's process over its training time (resumed runs laid end "
-            "to end); the level before the first rise is the baseline, the highest point the peak.",
-        ]
-        blocks.append(rss)
-    return blocks
+def _run_plot_section(
+    rows: Sequence[SummaryRow],
+    colors: dict[str, str],
+    figures: _Figures,
+    section: _PlotSection,
+    plot: Callable[..., Path | None],
+) -> list[Block]:
+    # per-run plots (curves, RSS) draw nothing when the records lack the data: say so instead
+    figure = figures.draw(section, lambda p: plot(rows, p, colors, title=figures.title(section)))
+    if figure is None:
+        return [Heading(3, section.heading), Para([section.missing])]
+    figure.caption = section.caption
+    return [Heading(3, section.heading), figure]
 
 
 def _glance(

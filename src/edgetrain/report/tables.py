@@ -34,6 +34,8 @@ METRICS = (
     "train_images_per_s",
     "infer_latency_ms_b1",
     "infer_latency_ms_b16",
+    "onnx_latency_ms_b1",
+    "onnx_latency_ms_b16",
     "params_trainable",
     "macs",
 )
@@ -216,6 +218,13 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "infer_latency_ms_b16", "infer b16 (ms)", "number", "median inference latency, batch 16"
     ),
+    Column(
+        "onnx_latency_ms_b1",
+        "onnx b1 (ms)",
+        "number",
+        "exported model in onnxruntime, batch 1 (edgetrain export)",
+    ),
+    Column("onnx_latency_ms_b16", "onnx b16 (ms)", "number", "onnxruntime, batch 16"),
     Column("params_trainable", "trainable params", "count", "parameters with requires_grad"),
     Column("macs", "MACs (M)", "millions", "forward multiply-accumulates per image, millions"),
 )

@@ -1,44 +1,25 @@
-"""Atomic checkpoints: written to a temp file and renamed, loaded back with weights_only=True."""
+"""Checkpoints: written atomically, loaded back with weights_only=True (no code can run)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import errno
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from edgetrain.errors import EdgeTrainError
-
-CHECKPOINT = "checkpoint.pt"
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call `write(fileobj)` on a temp file in `path`'s folder, fsync, then rename over `path`.
-
-    A crash at any moment leaves either the old file or the new one, never a torn file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda f: f.write(text.encode()))
+from edgetrain.fileio import atomic_write_bytes
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Save a training state (tensors, dicts, lists, numbers, strings only) atomically."""
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    try:
+        atomic_write_bytes(path, lambda f: torch.save(state, f))
+    except RuntimeError as exc:  # torch's writer reports a failed write (a full disk) this way
+        raise OSError(
+            errno.EIO, f"cannot write checkpoint ({exc})".splitlines()[0], str(path)
+        ) from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -47,6 +28,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise EdgeTrainError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or not a plain-data checkpoint
-        raise EdgeTrainError(f"cannot load checkpoint {path}: {exc}") from None
+        # torch's own message advises weights_only=False, the unsafe option: keep only its gist
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgeTrainError(
+            f"cannot load checkpoint {path}: {reason[:200]} (edgetrain loads plain tensors and "
+            "data only and never runs code from a checkpoint)"
+        ) from None
+    if not isinstance(state, dict):
+        raise EdgeTrainError(f"{path} is not an edgetrain checkpoint (no state mapping)")
+    return state

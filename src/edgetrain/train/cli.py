@@ -83,8 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--memory-budget",
         metavar="SIZE",
-        help="whole-process peak RSS to stay under, e.g. 1.5GB, 1GiB, 800MB: the planner picks "
-        "micro-batches / checkpointing to fit, and the run stops with a checkpoint if crossed",
+        help="whole-process peak RSS to stay under, e.g. 1.5GB, 800MB (binary units: MB = MiB = "
+        "2^20 bytes, GB = GiB = 2^30; a bare number is MB): the planner picks micro-batches / "
+        "checkpointing to fit, and the run stops with a checkpoint if crossed",
     )
     b.add_argument(
         "--device",
@@ -144,7 +145,7 @@ def config_from_args(args: argparse.Namespace):
     if args.config:
         try:
             base = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise EdgeTrainError(f"cannot read run config {args.config}: {exc}") from None
         if not isinstance(base, dict):
             raise EdgeTrainError(f"{args.config} must hold a JSON object")
@@ -164,8 +165,7 @@ def config_from_args(args: argparse.Namespace):
                 model_args[key] = raw
         base["model_args"] = model_args
     if args.memory_budget:
-        from edgetrain.measure import MB
-        from edgetrain.train.planner import parse_size
+        from edgetrain.measure.units import MB, parse_size
 
         base["memory_budget_mb"] = parse_size(args.memory_budget) / MB
     if not base.get("model"):
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list_devices:
         from edgetrain.measure import MB
-        from edgetrain.train.planner import load_device, shipped_devices
+        from edgetrain.train.devices import load_device, shipped_devices
 
         for name in shipped_devices():
             d = load_device(name)
@@ -190,30 +190,41 @@ def run(args: argparse.Namespace) -> int:
             )
         return 0
 
+    budget_mb = None
     if args.resume and not args.stages:
         if args.out is None:
             raise EdgeTrainError("--resume needs --out RUN_DIR (the run to continue)")
-        given = [
-            n
-            for n in (*_FIELDS, "model_arg", "memory_budget")
-            if getattr(args, n, None) is not None
-        ]
+        given = [n for n in (*_FIELDS, "model_arg") if getattr(args, n, None) is not None]
         if given or args.config:
             raise EdgeTrainError(
-                "--resume continues a run with its saved config; drop "
+                "--resume continues a run with its saved config (only --memory-budget may "
+                "change); drop "
                 + ", ".join("--" + n.replace("_", "-") for n in given or ["config"])
             )
         config = None
+        if args.memory_budget:  # a run stopped by its budget continues under a new one
+            from edgetrain.measure.units import MB, parse_size
+
+            budget_mb = parse_size(args.memory_budget) / MB
     else:
         config = config_from_args(args)
     out = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.stages:
         return run_staged(config, args, out)
     log = print if args.no_progress else None
-    record = train(config, out, resume=args.resume, progress=not args.no_progress, log=log)
+    record = train(
+        config,
+        out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        log=log,
+        memory_budget_mb=budget_mb,
+    )
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(json.dumps(record.to_dict(), indent=2))
     else:
+        from edgetrain.train.show import print_summary
+
         print_summary(record, out)
     return 0
 
@@ -258,35 +269,3 @@ def run_staged(config, args: argparse.Namespace, out: Path) -> int:
     Console().print(table)
     print(f"run directories: {out}/stage*")
     return 0
-
-
-def print_summary(record, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{record['model']} on {record['data']}", title_justify="left")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    rows = [
-        ("test accuracy", f"{record['test_accuracy']:.4f}"),
-        ("test macro-F1", f"{record['test_macro_f1']:.4f}"),
-        ("peak RSS", f"{record['peak_rss_mb']:.0f} MB"),
-        ("mean RSS", f"{record['mean_rss_mb']:.0f} MB"),
-        ("baseline RSS (before step 1)", f"{record['baseline_rss_mb']:.0f} MB"),
-        ("peak above baseline", f"{record['peak_above_baseline_mb']:.0f} MB"),
-        ("analytic footprint", f"{record['analytic_mb']:.0f} MB"),
-        ("system RAM in use (paper's measure)", f"{record['system_ram_permille']:.0f} ‰"),
-        ("train step (median)", f"{record['train_step_ms']:.0f} ms"),
-        ("train throughput", f"{record['train_images_per_s']:.1f} img/s"),
-        ("epoch time (mean)", f"{record['epoch_s']:.1f} s"),
-        (
-            "inference latency b1 / b16",
-            f"{record['infer_latency_ms_b1']:.1f} / {record['infer_latency_ms_b16']:.1f} ms",
-        ),
-        ("trainable params", f"{record['params_trainable']:,}"),
-    ]
-    for k, v in rows:
-        table.add_row(k, v)
-    console = Console()
-    console.print(table)
-    console.print(f"run directory: {out}")

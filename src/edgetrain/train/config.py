@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,15 +62,27 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, d: Any) -> RunConfig:
+        """The one way in for every config source (config.json, --config, an experiment's [run]
+        table, overrides): unknown fields, wrong types and out-of-range values are refused with
+        a message naming the field."""
+        if not isinstance(d, dict):
+            raise EdgeTrainError(f"a run config must be a mapping of fields, not {_kind(d)}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
+        unknown = [str(k) for k in d if k not in known]
         if unknown:
             raise EdgeTrainError(f"unknown run config field(s): {sorted(unknown)}")
-        try:
-            cfg = cls(**d)
-        except TypeError as exc:
-            raise EdgeTrainError(f"invalid run config: {exc}") from None
+        missing = [n for n in ("model", "data") if n not in d]
+        if missing:
+            raise EdgeTrainError(f"a run config needs {' and '.join(missing)}")
+        hints = typing.get_type_hints(cls)
+        for name, value in d.items():
+            if not _fits(value, hints[name]):
+                raise EdgeTrainError(
+                    f"run config field {name!r} must be {_describe(hints[name])}, "
+                    f"got {_kind(value)}{_short(value)}"
+                )
+        cfg = cls(**d)
         cfg.validate()
         return cfg
 
@@ -89,54 +104,89 @@ class RunConfig:
         get_model_factory(self.model)  # unknown model -> error listing close names
         if not isinstance(self.model_args, dict):
             raise EdgeTrainError("model_args must be a mapping of spec fields to values")
-        checks = [
-            (
-                32 <= self.resolution <= 1024,
-                f"resolution must be 32..1024 px, got {self.resolution}",
-            ),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
-            (
-                self.optimizer in ("adam", "sgd"),
-                f"optimizer must be adam or sgd, not {self.optimizer!r}",
-            ),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
-            (
-                self.bn_momentum is None or 0 < self.bn_momentum <= 1,
-                f"bn_momentum must be in (0, 1], got {self.bn_momentum}",
-            ),
-            (
-                self.threads is None or self.threads >= 1,
-                f"threads must be >= 1, got {self.threads}",
-            ),
-            (
-                self.select in ("last", "best-val"),
-                f"select must be last or best-val, not {self.select!r}",
-            ),
-            (
-                self.precision in ("fp32", "bf16"),
-                f"precision must be fp32 or bf16, not {self.precision!r}",
-            ),
-            (self.latency_repeat >= 1, "latency_repeat must be >= 1"),
-            (
-                self.memory_budget_mb is None or self.memory_budget_mb > 0,
-                f"memory budget must be positive, got {self.memory_budget_mb}",
-            ),
-            (bool(self.data), "no dataset given (--data)"),
-        ]
-        if self.micro_batch is not None:
-            checks.append(
-                (
-                    1 <= self.micro_batch <= self.batch_size,
-                    f"micro-batch must be 1..batch size ({self.batch_size}), got {self.micro_batch}",
-                )
+        if not self.data:
+            raise EdgeTrainError("no dataset given (--data)")
+        for name, (lo, hi, what) in _RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not lo <= value <= hi:
+                raise EdgeTrainError(f"{name.replace('_', ' ')} must be {what}, got {value}")
+        if self.micro_batch is not None and self.micro_batch > self.batch_size:
+            raise EdgeTrainError(
+                f"micro_batch must be 1..batch size ({self.batch_size}), got {self.micro_batch}"
             )
-        for ok, msg in checks:
-            if not ok:
-                raise EdgeTrainError(msg)
+        if self.dropout >= 1 or (self.momentum >= 1 and self.optimizer == "sgd"):
+            raise EdgeTrainError("dropout and momentum must be below 1")
+        if self.lr <= 0 or (self.bn_momentum is not None and self.bn_momentum <= 0):
+            raise EdgeTrainError("lr and bn_momentum must be > 0")
         parse_scope(self.train_scope)
+
+
+# sane limits on every number a user can type: (low, high, how to say it); None = not set
+_RANGES: dict[str, tuple[float, float, str]] = {
+    "resolution": (32, 1024, "32..1024 px"),
+    "batch_size": (1, 4096, "1..4096"),
+    "epochs": (1, 100_000, "1..100000"),
+    "lr": (0, 100, "in (0, 100]"),
+    "momentum": (0, 1, "in [0, 1)"),
+    "weight_decay": (0, 1, "in [0, 1]"),
+    "dropout": (0, 1, "in [0, 1)"),
+    "bn_momentum": (0, 1, "in (0, 1]"),
+    "seed": (0, 2**32 - 1, "0..2^32-1"),
+    "split_seed": (0, 2**32 - 1, "0..2^32-1"),
+    "threads": (1, 1024, "1..1024 (and at most the CPUs this process may use)"),
+    "micro_batch": (1, 4096, "1..batch size"),
+    "memory_budget_mb": (1, 2**30, "a positive size"),
+    "latency_repeat": (1, 10_000, "1..10000"),
+}
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Does a JSON/TOML value fit a field's annotation (int, float, bool, str, Literal,
+    X | None, dict[str, Any])? bool is not accepted as a number; an int is a float."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is typing.Literal:
+        return isinstance(value, str) and value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str) and "\x00" not in value
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return False
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is dict:
+        return "a mapping"
+    names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}
+    return names.get(hint, "null" if hint is type(None) else str(hint))
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
+def _short(value: Any) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    text = repr(value)
+    return " " + (text if len(text) <= 40 else text[:37] + "...")
 
 
 def parse_scope(scope: str) -> tuple[str, int]:

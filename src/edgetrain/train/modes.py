@@ -1,5 +1,6 @@
 """How a model is trained, apart from what: scope (which parameters learn), initial weights,
-activation checkpointing, precision. Each mode is a small function applied before training."""
+activation checkpointing, BatchNorm rates, in-place activations. Each mode is a small function
+applied before training; precision lives with the compute device (accelerator.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from edgetrain.errors import EdgeTrainError
-from edgetrain.train.checkpoint import CHECKPOINT, load_checkpoint
+from edgetrain.train.checkpoint import load_checkpoint
 from edgetrain.train.config import parse_scope
+from edgetrain.train.rundir import RunDir
 
 # --- which parameters learn -----------------------------------------------------------------
 
@@ -102,7 +104,7 @@ def load_init_weights(model: nn.Module, source: str) -> dict[str, int]:
     """
     path = Path(source)
     if path.is_dir():
-        path = path / CHECKPOINT
+        path = RunDir(path).checkpoint  # a run directory: its last epoch's weights
     state = load_checkpoint(path)
     weights = state.get("model", state) if isinstance(state, dict) else None
     if not isinstance(weights, dict) or not all(
@@ -203,22 +205,3 @@ def load_plain_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> N
 
 def _wrapped_children(model: nn.Module) -> set[str]:
     return {n for n, c in model.backbone.named_children() if isinstance(c, Checkpointed)}
-
-
-# --- precision --------------------------------------------------------------------------------
-
-
-def cpu_supports_bf16() -> bool:
-    """True if the CPU computes bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than
-    fp32 and is refused."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast_context(precision: str):
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from edgetrain.train.rundir import RunDir
+
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with path.open() as f:
@@ -36,9 +38,15 @@ def _envelope(
 
 def plot_run(run_dir: Path) -> list[Path]:
     """Write curves.png and rss.png into `run_dir` from its history.csv and rss.csv."""
-    run_dir = Path(run_dir)
-    written = []
-    hist = _read_csv(run_dir / "history.csv")
+    run = RunDir(run_dir)
+    hist = _read_csv(run.history)
+    written = [_plot_curves(hist, run)]
+    if run.rss_trace.exists():
+        written.append(_plot_rss(_read_csv(run.rss_trace), hist, run))
+    return written
+
+
+def _plot_curves(hist: list[dict[str, str]], run: RunDir) -> Path:
     epochs = [int(r["epoch"]) for r in hist]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
     for key, label in (("train_loss", "train"), ("val_loss", "val")):
@@ -54,38 +62,36 @@ def plot_run(run_dir: Path) -> list[Path]:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(run_dir.name, fontsize=9)
+    fig.suptitle(run.path.name, fontsize=9)
     fig.tight_layout()
-    fig.savefig(run_dir / "curves.png", dpi=110)
+    fig.savefig(run.curves_png, dpi=110)
     plt.close(fig)
-    written.append(run_dir / "curves.png")
+    return run.curves_png
 
-    trace = run_dir / "rss.csv"
-    if trace.exists():
-        rows = _read_csv(trace)
-        fig, ax = plt.subplots(figsize=(10, 3.5))
-        # segments of a resumed run restart their clock; lay them end to end
-        xs, offset, last_t = [], 0.0, None
-        for r in rows:
-            t = float(r["t_s"])
-            if last_t is not None and t < last_t:
-                offset += last_t
-            xs.append(t + offset)
-            last_t = t
-        ys = [float(r["rss_mb"]) for r in rows]
-        # 20 samples a second over a long run is a solid band: draw each bin's range (shaded)
-        # and its maximum (the line that matters for a memory budget)
-        t, lo, hi = _envelope(xs, ys, bins=600)
-        ax.fill_between(t, lo, hi, alpha=0.3, lw=0, label="range per time bin")
-        ax.plot(t, hi, lw=1, label="peak per time bin")
-        base = hist[0].get("baseline_rss_mb")
-        if base:
-            ax.axhline(float(base), color="grey", ls="--", lw=1, label="baseline (before step 1)")
-            ax.legend(loc="lower right")
-        ax.set(xlabel="time (s)", ylabel="RSS (MB)", title="process RSS during training")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(run_dir / "rss.png", dpi=110)
-        plt.close(fig)
-        written.append(run_dir / "rss.png")
-    return written
+
+def _plot_rss(rows: list[dict[str, str]], hist: list[dict[str, str]], run: RunDir) -> Path:
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    # segments of a resumed run restart their clock; lay them end to end
+    xs, offset, last_t = [], 0.0, None
+    for r in rows:
+        t = float(r["t_s"])
+        if last_t is not None and t < last_t:
+            offset += last_t
+        xs.append(t + offset)
+        last_t = t
+    ys = [float(r["rss_mb"]) for r in rows]
+    # 20 samples a second over a long run is a solid band: draw each bin's range (shaded)
+    # and its maximum (the line that matters for a memory budget)
+    t, lo, hi = _envelope(xs, ys, bins=600)
+    ax.fill_between(t, lo, hi, alpha=0.3, lw=0, label="range per time bin")
+    ax.plot(t, hi, lw=1, label="peak per time bin")
+    base = hist[0].get("baseline_rss_mb") if hist else None
+    if base:
+        ax.axhline(float(base), color="grey", ls="--", lw=1, label="baseline (before step 1)")
+        ax.legend(loc="lower right")
+    ax.set(xlabel="time (s)", ylabel="RSS (MB)", title="process RSS during training")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(run.rss_png, dpi=110)
+    plt.close(fig)
+    return run.rss_png

@@ -1,58 +1,128 @@
-"""The run record: every number a run produced, with units in the key names."""
+"""The run record's schema: every number a run produced, typed, with units in the field names.
+
+Units: `*_mb` MiB (2**20 bytes), `*_s` seconds, `*_ms` milliseconds, `*_permille` thousandths,
+accuracies are fractions in [0, 1], `macs` multiply-accumulates of one forward pass of one image.
+
+`record.json` holds `RunRecord.to_dict()` with a `schema_version`. Records written before the
+schema had a version (version 1, the same keys) load unchanged; a record that lacks one of the
+REQUIRED fields is refused with a message naming them.
+"""
 
 from __future__ import annotations
 
-import csv
-import json
-from pathlib import Path
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
-from edgetrain.train.checkpoint import atomic_write_text
+from edgetrain.errors import EdgeTrainError
 
-RECORD = "record.json"
-CONFIG = "config.json"
-HISTORY = "history.csv"
-RSS_TRACE = "rss.csv"
+SCHEMA_VERSION = 2  # 1: the untyped dict of edgetrain 0.1.0 (same keys, no version field)
 
 
-class RunRecord(dict):
-    """A flat-ish dict (JSON-able) with attribute access for the most used keys.
+@dataclass(frozen=True)
+class RunRecord:
+    """What one finished training run measured. `config` is the resolved RunConfig as a dict."""
 
-    Keys always present after a finished run: `test_accuracy`, `peak_rss_mb`, `mean_rss_mb`,
-    `baseline_rss_mb`, `peak_above_baseline_mb`, `analytic_mb` (+ `analytic` parts),
-    `system_ram_permille`, `train_step_ms`, `epoch_s`, `infer_latency_ms_b1`,
-    `infer_latency_ms_b16`, `params_trainable`, `config`.
-    """
+    # --- what ran (required) ---
+    model: str
+    data: str  # the dataset reference
+    config: dict[str, Any]
+    # --- accuracy of the selected model on the test split (required) ---
+    test_accuracy: float
+    # --- memory of the training process (required) ---
+    peak_rss_mb: float  # max over epochs of max(sampled RSS, kernel high-water mark)
+    mean_rss_mb: float  # time-weighted mean RSS over training
+    baseline_rss_mb: float  # model built, data cached, before the first step
+    peak_above_baseline_mb: float  # what training added (per process segment when resumed)
+    # --- time (required) ---
+    epoch_s: float  # mean wall time of an epoch (training only)
+    history: list[dict[str, Any]]  # one row per epoch, as in history.csv
+    # --- identity ---
+    schema_version: int = SCHEMA_VERSION
+    status: str = "finished"
+    run_id: str | None = None  # RunConfig.id: what the run computes
+    edgetrain_version: str | None = None
+    started: str | None = None  # ISO 8601, UTC
+    finished: str | None = None
+    resumed: bool = False
+    classes: list[str] = field(default_factory=list)
+    split_counts: dict[str, int] = field(default_factory=dict)  # images trained/tested on
+    # every file left out, with its reason: {file, reason, stage: resolve|decode, split}
+    skipped_files: list[dict[str, Any]] = field(default_factory=list)
+    augment: bool | None = None
+    # --- accuracy details ---
+    test_macro_f1: float | None = None
+    test_loss: float | None = None
+    test_per_class_accuracy: list[float | None] | None = None
+    test_confusion: list[list[int]] | None = None  # rows: true class, columns: predicted
+    val_accuracy: float | None = None  # the last epoch's; None without a val split
+    # --- memory details ---
+    ru_maxrss_mb: float | None = None  # the process's lifetime high-water mark (decode included)
+    analytic_mb: float | None = None  # weights + grads + optimizer state + saved for backward
+    analytic: dict[str, float] | None = None  # the parts of analytic_mb
+    measured_over_analytic: float | None = None  # peak above baseline / analytic above weights
+    system_ram_permille: float | None = None  # the paper's measure: machine RAM in use, mean
+    system_ram_permille_per_epoch: list[float] = field(default_factory=list)
+    # --- time details ---
+    train_step_ms: float | None = None  # median optimizer step after warm-up
+    train_images_per_s: float | None = None  # batch size / train_step_ms
+    total_train_s: float | None = None
+    infer_latency_ms_b1: float | None = None
+    infer_latency_ms_b16: float | None = None
+    # --- the exported model (`edgetrain export`; onnxruntime, CPU, each in a fresh process) ---
+    onnx_latency_ms_b1: float | None = None  # median, next to infer_latency_ms_* (PyTorch eager)
+    onnx_latency_ms_b16: float | None = None
+    onnx_int8_latency_ms_b1: float | None = None
+    onnx_int8_latency_ms_b16: float | None = None
+    onnx_file_mb: float | None = None
+    onnx_int8_file_mb: float | None = None
+    onnx_test_accuracy: float | None = None  # the .onnx files on the test split, measured
+    onnx_int8_test_accuracy: float | None = None
+    infer_peak_rss_mb: float | None = None  # whole-process peak of onnxruntime inference (fp32)
+    # --- the model ---
+    params_trainable: int | None = None  # parameters the optimizer updates
+    params_total: int | None = None  # all parameters
+    bn_stats: int | None = None  # BatchNorm running mean + variance elements
+    macs: int | None = None
+    init: dict[str, int] | None = None  # --init: tensors loaded / re-initialised
+    plan: dict[str, Any] | None = None  # the memory plan, when a budget was given
+    environment: dict[str, Any] = field(default_factory=dict)
+    # --- set by the bench when a run is a cell of a study ---
+    run_dir: str | None = None
+    dataset: str | None = None  # the experiment's dataset label
+    cell_id: str | None = None
+    # keys this schema does not know (a newer edgetrain, another tool): kept, not interpreted
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-    def save(self, run_dir: Path) -> Path:
-        path = Path(run_dir) / RECORD
-        atomic_write_text(path, json.dumps(self, indent=2, sort_keys=False) + "\n")
-        return path
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**d, **self.extra}
 
     @classmethod
-    def load(cls, run_dir: Path) -> RunRecord:
-        path = Path(run_dir) / RECORD
-        return cls(json.loads(path.read_text()))
+    def from_dict(cls, d: dict[str, Any], *, source: str = "record") -> RunRecord:
+        """Load a record of any schema version up to ours; name what is missing."""
+        if not isinstance(d, dict):
+            raise EdgeTrainError(f"{source}: a run record must be a JSON object")
+        version = d.get("schema_version", 1)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise EdgeTrainError(
+                f"{source}: record schema version {version!r} is newer than this edgetrain "
+                f"reads ({SCHEMA_VERSION}); upgrade edgetrain"
+            )
+        missing = [n for n in REQUIRED if d.get(n) is None]
+        if missing:
+            raise EdgeTrainError(f"{source}: not a finished run record, missing {missing}")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        fields = {k: v for k, v in d.items() if k in known}
+        extra = {k: v for k, v in d.items() if k not in known}
+        return cls(**{**fields, "schema_version": SCHEMA_VERSION, "extra": extra})
+
+    def replace(self, **changes: Any) -> RunRecord:
+        return dataclasses.replace(self, **changes)
 
 
-def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    if not history:
-        return
-    fields = list(history[0])
-    lines: list[str] = []
-
-    class _Sink:
-        def write(self, s: str) -> None:
-            lines.append(s)
-
-    w = csv.DictWriter(_Sink(), fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    for row in history:
-        w.writerow({k: row.get(k) for k in fields})
-    atomic_write_text(path, "".join(lines))
+REQUIRED = tuple(
+    f.name
+    for f in dataclasses.fields(RunRecord)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)

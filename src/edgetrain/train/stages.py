@@ -13,6 +13,7 @@ from typing import Any
 from edgetrain.errors import EdgeTrainError
 from edgetrain.train.config import RunConfig, parse_scope
 from edgetrain.train.record import RunRecord
+from edgetrain.train.rundir import RunDir
 
 PRESETS = {"paper": "head:60,all:20"}  # Mih et al. 2024: frozen backbone 60 epochs, then all 20
 
@@ -46,32 +47,32 @@ def run_stages(
     records = []
     init = config.init
     for i, (scope, epochs) in enumerate(stages, 1):
-        stage_dir = out_dir / f"stage{i}-{scope.replace(':', '')}"
+        stage = RunDir(out_dir / f"stage{i}-{scope.replace(':', '')}")
         cfg = config.replace(train_scope=scope, epochs=epochs, init=init)
-        resume = (stage_dir / "config.json").exists() and not (stage_dir / "record.json").exists()
-        if (stage_dir / "record.json").exists():
-            record = RunRecord.load(stage_dir)
-            log(f"stage {i} ({scope}, {epochs} epochs) already done: {stage_dir}")
+        if stage.is_finished():
+            record = stage.load_record()
+            log(f"stage {i} ({scope}, {epochs} epochs) already done: {stage}")
         else:
-            log(f"stage {i}: train scope {scope}, {epochs} epochs -> {stage_dir}")
-            record = run_in_subprocess(cfg, stage_dir, resume=resume)
+            log(f"stage {i}: train scope {scope}, {epochs} epochs -> {stage}")
+            record = run_in_subprocess(cfg, stage.path, resume=stage.is_started())
         records.append(record)
-        init = str(stage_dir)
+        init = str(stage.path)
     return records
 
 
-def stage_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def stage_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
+    """One flat row per stage (a table, and the --json output of a staged run)."""
     return [
         {
             "stage": i,
-            "train_scope": r["config"]["train_scope"],
-            "epochs": r["config"]["epochs"],
-            "params_trainable": r["params_trainable"],
-            "test_accuracy": r["test_accuracy"],
-            "peak_rss_mb": r["peak_rss_mb"],
-            "peak_above_baseline_mb": r["peak_above_baseline_mb"],
-            "analytic_mb": r["analytic_mb"],
-            "epoch_s": r["epoch_s"],
+            "train_scope": r.config["train_scope"],
+            "epochs": r.config["epochs"],
+            "params_trainable": r.params_trainable,
+            "test_accuracy": r.test_accuracy,
+            "peak_rss_mb": r.peak_rss_mb,
+            "peak_above_baseline_mb": r.peak_above_baseline_mb,
+            "analytic_mb": r.analytic_mb,
+            "epoch_s": r.epoch_s,
         }
         for i, r in enumerate(records, 1)
     ]

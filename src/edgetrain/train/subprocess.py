@@ -1,26 +1,48 @@
-"""Run a training in a fresh Python process, so process-level memory peaks belong to that run."""
+"""Run a training in a fresh Python process, so process-level memory peaks belong to that run.
+
+The child's life is tied to its parent's: on Linux it gets SIGKILL when the parent dies (even by
+SIGKILL), so a killed bench leaves no orphan training. It also holds the run directory's lock
+(`RunDir.locked`, inherited from the parent), so a retried cell can never write the same run
+directory as a training that is still running: it gets "run directory in use by pid N".
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from edgetrain.errors import EdgeTrainError
 from edgetrain.train.config import RunConfig
-from edgetrain.train.record import CONFIG, RunRecord
+from edgetrain.train.record import RunRecord
+from edgetrain.train.rundir import RunDir
 
 
-def _die_with_parent() -> None:
-    # Linux: the child gets SIGKILL when its parent (a bench worker) dies, so a killed worker
-    # leaves no orphan training that would race the retry of its cell.
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGKILL when its parent dies (Linux), else None.
+
+    Everything is looked up here, in the parent: between fork and exec the child only makes
+    one foreign call and compares two integers (no import, no dlopen, no lock taken).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
     import ctypes
     import signal
 
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigkill, parent = 1, int(signal.SIGKILL), os.getpid()
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, sigkill)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def train_command(config: RunConfig | None, out_dir: Path, *, resume: bool = False) -> list[str]:
@@ -28,9 +50,7 @@ def train_command(config: RunConfig | None, out_dir: Path, *, resume: bool = Fal
     cmd = [sys.executable, "-m", "edgetrain", "train", "--no-progress", "--out", str(out_dir)]
     if resume:
         return [*cmd, "--resume"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg_file = out_dir / "requested-config.json"
-    cfg_file.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    cfg_file = RunDir(out_dir).write_requested_config(config)
     return [*cmd, "--config", str(cfg_file)]
 
 
@@ -43,25 +63,40 @@ def run_in_subprocess(
     log_file: Path | None = None,
 ) -> RunRecord:
     """Train in a child process and return the record it wrote; a failure raises EdgeTrainError
-    with the child's last output lines."""
-    out = Path(out_dir)
-    if resume and not (out / CONFIG).exists():
-        resume = False
-    cmd = train_command(config, out, resume=resume)
-    log_path = log_file or out / "train.log"
-    out.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.run(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=timeout_s,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            check=False,
-        )
-    if proc.returncode != 0:
+    with the child's last output lines. The run directory is locked for the child's whole life:
+    if another process trains there, this raises EdgeTrainError before writing anything."""
+    run = RunDir(out_dir)
+    out = run.path
+    with run.locked() as lock:
+        resume = resume and run.is_started()
+        cmd = train_command(config, out, resume=resume)
+        log_path = log_file or run.log
+        with log_path.open("ab") as log:
+            # PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the
+            # process. The forking thread is this one, and it blocks in wait() below until the
+            # child has ended, so the signal can only come from the whole process dying.
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **lock.env()},
+                pass_fds=(lock.fd,),  # the child holds the lock too, for as long as it lives
+                preexec_fn=_parent_death_signal(),
+            )
+            lock.set_owner(proc.pid)
+            try:
+                returncode = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise EdgeTrainError(
+                    f"training in {out} took longer than {timeout_s:g} s and was stopped"
+                ) from None
+            except BaseException:  # Ctrl-C or an error here: never leave the child running
+                proc.kill()
+                proc.wait()
+                raise
+    if returncode != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-        raise EdgeTrainError(
-            f"training in {out} failed (exit {proc.returncode}): " + " | ".join(tail)
-        )
-    return RunRecord.load(out)
+        raise EdgeTrainError(f"training in {out} failed (exit {returncode}): " + " | ".join(tail))
+    return run.load_record()

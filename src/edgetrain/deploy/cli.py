@@ -1,0 +1,118 @@
+"""`edgetrain export`, `edgetrain predict`, `edgetrain evaluate`.
+
+Registering these imports nothing heavy: each command imports what it needs when it runs, and
+`predict` with an .onnx model never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edgetrain.errors import EdgeTrainError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a run to ONNX (+ sidecar JSON), check parity, optionally int8",
+        description="Export a run's tested weights to ONNX with a dynamic batch and a JSON "
+        "sidecar (classes, resolution, normalisation, checksums), check that onnxruntime "
+        "reproduces PyTorch's logits on real images, measure latency and peak RSS in a fresh "
+        "process and add the figures to the run's record.json.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", metavar="FILE", help="the .onnx to write (default RUN_DIR/model.onnx)")
+    p.add_argument("--int8", action="store_true", help="also write FILE.int8.onnx (static int8)")
+    p.add_argument(
+        "--calibration",
+        metavar="REF",
+        help="int8 calibration data (its train split; default: the run's data)",
+    )
+    p.add_argument("--calibration-count", type=int, default=64, metavar="N")
+    p.add_argument("--no-measure", action="store_true", help="skip latency and RSS measurement")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "predict",
+        help="classify image files with a run directory or an exported .onnx",
+        description="Top-k classes with probabilities for each image (folders are searched "
+        "recursively). MODEL is a run directory (PyTorch) or an .onnx with its sidecar "
+        "(onnxruntime only, no torch). Unreadable files are listed and counted.",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("images", metavar="IMAGES_OR_FOLDERS", nargs="+")
+    p.add_argument("--top-k", type=int, default=1, metavar="K")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--csv", metavar="FILE", help="write one row per file to FILE")
+    out.add_argument("--json", action="store_true", help="print predictions as JSON")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="inference threads")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy, macro-F1, confusion matrix and misclassified images on a data set",
+        description="Evaluate a run directory or an exported .onnx on a split of a data set; "
+        "writes metrics.json, confusion.png and misclassified.png.",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--data", metavar="REF", help="dataset reference (default: the model's own)")
+    p.add_argument("--split", choices=["test", "val", "train", "all"], default="test")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: beside the model)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_evaluate)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from edgetrain.deploy.export import export_run, format_lines
+
+    if args.calibration and not args.int8:
+        raise EdgeTrainError("--calibration is for --int8; add --int8 or leave it out")
+    if args.calibration_count < 1:
+        raise EdgeTrainError("--calibration-count must be at least 1")
+    summary = export_run(
+        args.run_dir,
+        out=args.out,
+        int8=args.int8,
+        calibration=args.calibration,
+        calibration_count=args.calibration_count,
+        measure=not args.no_measure,
+    )
+    print(json.dumps(summary, indent=2) if args.json else "\n".join(format_lines(summary)))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from edgetrain.deploy.predict import format_lines, load_predictor, predict_files, write_csv
+
+    if args.top_k < 1 or args.batch_size < 1:
+        raise EdgeTrainError("--top-k and --batch-size must be at least 1")
+    model = load_predictor(args.model, threads=args.threads)
+    result = predict_files(model, args.images, top_k=args.top_k, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif args.csv:
+        write_csv(result, args.csv)
+        for file, reason in result.failed:
+            print(f"unreadable: {file}: {reason}", file=sys.stderr)
+        print(f"{len(result.predictions)} predicted, {len(result.failed)} unreadable -> {args.csv}")
+    else:
+        print("\n".join(format_lines(result)))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from edgetrain.deploy.evaluate import evaluate, format_lines
+
+    if args.batch_size < 1:
+        raise EdgeTrainError("--batch-size must be at least 1")
+    result = evaluate(
+        args.model, data=args.data, split=args.split, out_dir=args.out, batch_size=args.batch_size
+    )
+    print(json.dumps(result, indent=2) if args.json else "\n".join(format_lines(result)))
+    return 0
