@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.models.found import resolve_model
 from edgetrain.train.config import RunConfig
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.-]+)\}")
@@ -63,10 +64,13 @@ class Experiment:
         for (label, ref), model, init, seed in itertools.product(
             self.datasets.items(), self.models, self.init, self.seeds
         ):
+            # a found architecture (spec id or JSON file) travels as its whole spec
+            name, model_args = resolve_model(model, dict(self.run.get("model_args", {})))
             cfg = RunConfig.from_dict(
                 {
                     **self.run,
-                    "model": model,
+                    "model": name,
+                    "model_args": model_args,
                     "data": ref,
                     "seed": seed,
                     "init": None if init == "scratch" else init,

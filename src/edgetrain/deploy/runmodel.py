@@ -1,8 +1,9 @@
 """The PyTorch model of a run directory, ready for inference: the tested weights in eval mode.
 
-The weights are the ones the run's test score belongs to: best.pt for `--select best-val` (when
-present), else the last epoch's checkpoint.pt. Loaded only through `load_checkpoint`
-(`weights_only=True`). BatchNorm statistics are used as the checkpoint holds them.
+The weights are the ones the run's test score belongs to: tested.pt (written after testing, with
+the BatchNorm statistics the test used), else, for runs of older versions, best.pt for
+`--select best-val` (when present) or the last epoch's checkpoint.pt. Loaded only through
+`load_checkpoint` (`weights_only=True`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ class RunModel:
 
 
 def weights_file(run: RunDir, config: RunConfig) -> Path:
-    """The checkpoint whose weights the run's test score belongs to."""
+    """The checkpoint whose weights the run's test score belongs to: tested.pt (BatchNorm
+    statistics as tested) when the run wrote one."""
+    if run.tested.is_file():
+        return run.tested
     if config.select == "best-val" and run.best.is_file():
         return run.best
     if not run.checkpoint.is_file():
@@ -89,8 +93,8 @@ def load_run_model(path: str | Path) -> RunModel:
 
 def _classes(run: RunDir, state: dict) -> list[str]:
     classes = state.get("classes")
-    if not classes and run.checkpoint.is_file() and run.best.is_file():
-        classes = load_checkpoint(run.checkpoint).get("classes")  # best.pt holds weights only
+    if not classes and run.checkpoint.is_file():
+        classes = load_checkpoint(run.checkpoint).get("classes")  # best/tested hold weights only
     if not classes and run.is_finished():
         classes = run.load_record().classes
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):

@@ -21,6 +21,7 @@ from edgetrain.report.pareto import Direction, default_reference, hypervolume, n
 # Record keys averaged over the runs of a group (units in the names, as in the record).
 METRICS = (
     "test_accuracy",
+    "test_accuracy_as_trained",
     "test_macro_f1",
     "mean_rss_mb",
     "peak_rss_mb",
@@ -130,7 +131,8 @@ def init_label(record: Mapping[str, Any]) -> str:
 
     A free-form `config["extra"]["init_label"]` wins (a bench runner can name a transfer source,
     e.g. "caltech101"); else the last path component of `config["init"]` (its folder when it names
-    a `*.pt` file). A train scope other than "all" is appended, e.g. "caltech-run, head".
+    a `*.pt` file). A train scope other than "all" and a precision other than fp32 are
+    appended, e.g. "caltech-run, head" or "scratch, bf16": such runs are never averaged together.
     """
     config = _config(record)
     extra = config.get("extra") if isinstance(config.get("extra"), Mapping) else {}
@@ -146,6 +148,9 @@ def init_label(record: Mapping[str, Any]) -> str:
     scope = config.get("train_scope")
     if scope and scope != "all":
         label = f"{label}, {scope}"
+    precision = config.get("precision")
+    if precision and precision != "fp32":
+        label = f"{label}, {precision}"
     return str(label)
 
 
@@ -197,6 +202,13 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("test_accuracy", "test acc (%)", "percent", "top-1 accuracy on the test split"),
+    Column(
+        "test_accuracy_as_trained",
+        "as trained (%)",
+        "percent",
+        "test accuracy with BatchNorm running averages as training left them (the paper's "
+        "evaluation); the column before uses statistics re-estimated from training images",
+    ),
     Column("test_macro_f1", "macro-F1", "fraction", "unweighted mean of per-class F1, test split"),
     Column("mean_rss_mb", "mean RSS (MB)", "number", "process RSS averaged over training"),
     Column("peak_rss_mb", "peak RSS (MB)", "number", "largest sampled process RSS in training"),

@@ -15,17 +15,23 @@ WARMUP_STEPS = 3  # the first steps of a process include allocator and kernel wa
 
 
 def assemble_record(
-    state: RunState, test: dict[str, Any], latency_ms: dict[int, float]
+    state: RunState,
+    test: dict[str, Any],
+    latency_ms: dict[int, float],
+    test_as_trained: dict[str, Any] | None = None,
 ) -> RunRecord:
-    """The record of `state` after its last epoch; `test` from `step.evaluate`, `latency_ms`
-    the median inference latency per batch size (1 and 16)."""
+    """The record of `state` after its last epoch; `test` from `step.evaluate` (recalibrated
+    when on), `latency_ms` the median inference latency per batch size (1 and 16),
+    `test_as_trained` the test with BatchNorm running averages as trained (None: the same)."""
     config, history = state.config, state.history
     footprint = state.footprint or {}
     peak_above = _peak_above_baseline_mb(history)
     step_ms = _steady_median(state.step_ms)
     permille = [r["system_ram_permille"] for r in history]
+    stopped = len(history) < config.epochs
     return RunRecord(
-        status="finished",
+        status="stopped_early" if stopped else "finished",
+        stop_reason=state.run.stop_requested() if stopped else None,
         run_id=config.id,
         edgetrain_version=__version__,
         started=state.started,
@@ -43,6 +49,10 @@ def assemble_record(
         test_per_class_accuracy=test["per_class_accuracy"],
         test_confusion=test["confusion"],
         val_accuracy=history[-1]["val_accuracy"],
+        test_accuracy_as_trained=(test_as_trained or test)["accuracy"],
+        val_accuracy_as_trained=_as_trained(history[-1]),
+        bn_recalibration_images=len(state.calibration) if state.calibration else 0,
+        precision=config.precision,
         **_memory_fields(history, footprint, peak_above),
         system_ram_permille=statistics.mean(permille),
         system_ram_permille_per_epoch=permille,
@@ -82,6 +92,12 @@ def _memory_fields(
         # the baseline already holds the weights: compare with what training adds on top
         "measured_over_analytic": peak_above_mb / above_weights if above_weights else None,
     }
+
+
+def _as_trained(row: dict[str, Any]) -> float | None:
+    # without recalibration the row's val_accuracy is already the as-trained figure
+    value = row.get("val_accuracy_as_trained")
+    return row["val_accuracy"] if value is None else value
 
 
 def _peak_above_baseline_mb(history: list[dict[str, Any]]) -> float:

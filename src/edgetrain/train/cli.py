@@ -21,7 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dropout 0.2, last-epoch model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", help="a name from `edgetrain models`, e.g. xception_lite")
+    p.add_argument(
+        "--model",
+        help="a name from `edgetrain models` (e.g. xception_lite), a spec id an architecture "
+        "search found (e.g. xc-1fcb31d5c0) or a spec JSON file",
+    )
     p.add_argument(
         "--data",
         help="dataset reference: synthetic-pcb[:per_class=N,size=PX,seed=S], caltech101:PATH, "
@@ -170,6 +174,10 @@ def config_from_args(args: argparse.Namespace):
         base["memory_budget_mb"] = parse_size(args.memory_budget) / MB
     if not base.get("model"):
         raise EdgeTrainError("which model? give --model NAME (see `edgetrain models`)")
+    if isinstance(base["model"], str) and isinstance(base.get("model_args", {}), dict):
+        from edgetrain.models.found import resolve_model
+
+        base["model"], base["model_args"] = resolve_model(base["model"], base.get("model_args", {}))
     if not base.get("data"):
         raise EdgeTrainError("which data? give --data REF, e.g. --data synthetic-pcb")
     return RunConfig.from_dict(base)

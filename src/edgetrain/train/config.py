@@ -43,6 +43,9 @@ class RunConfig:
     channels_last: bool = True  # NHWC: faster on CPU for every model here, same numbers
     augment: bool | None = None  # None: the dataset's default (on for Caltech, off for PCB)
     select: Select = "last"  # which model is tested: the last epoch's (the paper) or best val
+    # re-estimate BatchNorm statistics from this many training images before every evaluation
+    # (train/bnstats.py); 0 evaluates with the running averages as trained (the paper)
+    bn_recalibration_images: int = 1024
     # --- memory modes (each measurable alone) ---
     micro_batch: int | None = None  # split each batch into micro-batches of this size (grad accum.)
     checkpointing: bool = False  # recompute each backbone block's activations in backward
@@ -99,11 +102,15 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise `EdgeTrainError` for a configuration that cannot run, before anything starts."""
+        from edgetrain.models.found import is_spec_id, spec_of
         from edgetrain.models.registry import get_model_factory
 
-        get_model_factory(self.model)  # unknown model -> error listing close names
         if not isinstance(self.model_args, dict):
             raise EdgeTrainError("model_args must be a mapping of spec fields to values")
+        if is_spec_id(self.model):  # a found architecture: model_args hold its spec
+            spec_of(self.model, self.model_args)
+        else:
+            get_model_factory(self.model)  # unknown model -> error listing close names
         if not self.data:
             raise EdgeTrainError("no dataset given (--data)")
         for name, (lo, hi, what) in _RANGES.items():
@@ -137,6 +144,7 @@ _RANGES: dict[str, tuple[float, float, str]] = {
     "micro_batch": (1, 4096, "1..batch size"),
     "memory_budget_mb": (1, 2**30, "a positive size"),
     "latency_repeat": (1, 10_000, "1..10000"),
+    "bn_recalibration_images": (0, 1_000_000, "0..1000000 (0: off)"),
 }
 
 

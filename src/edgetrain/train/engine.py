@@ -40,6 +40,13 @@ from edgetrain.measure import (
 from edgetrain.models.profile import count_macs, count_params
 from edgetrain.train.accelerator import check_threads, resolve_accelerator
 from edgetrain.train.assemble import assemble_record
+from edgetrain.train.bnstats import (
+    calibration_loader,
+    recalibrate,
+    recalibrated_layers,
+    restore,
+    snapshot,
+)
 from edgetrain.train.budget import (
     MemoryBudgetExceeded,
     apply_device_profile,
@@ -140,6 +147,10 @@ def prepare(
         torch.set_num_threads(config.threads)
     augment = default_augment(splits.ref) if config.augment is None else config.augment
     train_loader, eval_loaders = _loaders(config, splits, augment, feedback.progress)
+    calibration = calibration_loader(
+        train_loader.images, train_loader.labels, count=config.bn_recalibration_images,
+        batch_size=config.batch_size, seed=config.seed, channels_last=config.channels_last,
+    )  # fmt: skip
     built = build_model(config, len(splits.classes))
     params_total, bn_stats = count_params(built.model)
     facts = ModelFacts(
@@ -161,6 +172,7 @@ def prepare(
         augment=augment,
         train_loader=train_loader,
         eval_loaders=eval_loaders,
+        calibration=calibration,
         model=model,
         frozen=built.frozen,
         optimizer=make_optimizer([p for p in model.parameters() if p.requires_grad], config),
@@ -305,6 +317,10 @@ def run_epochs(state: RunState) -> None:
             row = _end_epoch(state, epoch, mark, totals, time.perf_counter() - t_epoch)
             bar.end_epoch(row)
             state.feedback(_epoch_line(row, config.epochs))
+            reason = state.run.stop_requested()
+            if reason and epoch + 1 < config.epochs:
+                state.feedback(f"stopping after epoch {epoch + 1} as requested: {reason}")
+                break
 
 
 def _show_step(
@@ -332,6 +348,27 @@ def _show_step(
     )
 
 
+def evaluate_split(
+    state: RunState, split: str, *, keep_recalibrated: bool
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the evaluation that counts, the as-trained one) of `split`. With recalibration on, the
+    one that counts uses BatchNorm statistics re-estimated from the calibration sample and the
+    as-trained one the running averages; off, the first is as trained and the second None.
+    `keep_recalibrated=False` puts the as-trained statistics back (training goes on with them,
+    so every epoch's as-trained figure is the paper's)."""
+    loader = state.eval_loaders.get(split)
+    as_trained = evaluate(state.model, loader, state.num_classes, state.accel)
+    layers = recalibrated_layers(state.model, state.frozen)
+    if as_trained is None or state.calibration is None or not layers:
+        return as_trained, None
+    saved = snapshot(layers)
+    recalibrate(state.model, state.calibration, state.frozen, state.accel)
+    result = evaluate(state.model, loader, state.num_classes, state.accel)
+    if not keep_recalibrated:
+        restore(layers, saved)
+    return result, as_trained
+
+
 def _check_finite(state: RunState, epoch: int, step: int, loss: float) -> None:
     if math.isfinite(loss):
         return
@@ -352,7 +389,7 @@ def _end_epoch(
     """Measure the epoch, validate, append the history row and save everything to resume from."""
     window = state.sampler.window(mark)
     hwm_mb = peak_rss_bytes() / MB if state.hwm_ok else 0.0
-    val = evaluate(state.model, state.eval_loaders.get("val"), state.num_classes, state.accel)
+    val, val_as_trained = evaluate_split(state, "val", keep_recalibrated=False)
     row = {
         "epoch": epoch + 1,
         "train_loss": totals.loss,
@@ -360,6 +397,7 @@ def _end_epoch(
         "val_loss": val["loss"] if val else None,
         "val_accuracy": val["accuracy"] if val else None,
         "val_macro_f1": val["macro_f1"] if val else None,
+        "val_accuracy_as_trained": val_as_trained["accuracy"] if val_as_trained else None,
         "epoch_s": epoch_s,
         "train_images_per_s": totals.seen / epoch_s,
         "peak_rss_mb": max(window.peak_bytes / MB, hwm_mb),
@@ -399,6 +437,8 @@ def _save_checkpoint(state: RunState, epoch: int) -> None:
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     val = f" val_acc {row['val_accuracy']:.3f}" if row["val_accuracy"] is not None else ""
+    if row.get("val_accuracy_as_trained") is not None:
+        val += f" (as trained {row['val_accuracy_as_trained']:.3f})"
     return (
         f"epoch {row['epoch']}/{epochs} loss {row['train_loss']:.4f} "
         f"acc {row['train_accuracy']:.3f}{val} {row['epoch_s']:.1f}s "
@@ -414,7 +454,8 @@ def finish(state: RunState) -> RunRecord:
     config, run = state.config, state.run
     if config.select == "best-val" and run.best.is_file():
         load_plain_state_dict(state.model, run.load_state("best")["model"])
-    test = evaluate(state.model, state.eval_loaders["test"], state.num_classes, state.accel)
+    test, test_as_trained = evaluate_split(state, "test", keep_recalibrated=True)
+    run.save_state({"model": plain_state_dict(state.model)}, which="tested")
     latency = {
         b: inference_latency_ms(
             state.model,
@@ -432,7 +473,7 @@ def finish(state: RunState) -> RunRecord:
             m = state.micro_batch
             fp = analytic_footprint(state.model, state.optimizer, x[:m], y[:m])
         state.footprint = fp.to_dict()
-    record = assemble_record(state, test, latency)
+    record = assemble_record(state, test, latency, test_as_trained)
     run.save_record(record)
     try:
         from edgetrain.train.plots import plot_run

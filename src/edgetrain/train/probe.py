@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgetrain.errors import EdgeTrainError
-from edgetrain.measure import SavedTensorsCounter, StorageSet
+from edgetrain.measure import SavedTensorsCounter, StorageSet, current_rss_bytes
+from edgetrain.models.profile import count_macs
 from edgetrain.train.accelerator import autocast_context
 from edgetrain.train.config import RunConfig
 from edgetrain.train.modes import enable_checkpointing
@@ -200,6 +201,14 @@ def probe_in_subprocess(
     """Probe `config`'s model (built by `setup.build_model`) in a fresh Python process, so the
     memory the probes touch never stays in the training process (freed heap is not always
     returned to the OS). Returns the probes and whether a micro-batch of 1 can train."""
+    out = probe_facts(config, num_classes, precisions)
+    return out["probes"], out["single_image_ok"]
+
+
+def probe_facts(config: RunConfig, num_classes: int, precisions: tuple[str, ...]) -> dict[str, Any]:
+    """What the probe process measured: `probes`, `single_image_ok`, and the model's facts
+    (`params`, `trainable_bytes`, `macs`, `model_rss_bytes`: the probe process's RSS with
+    the runtime loaded and the model built, before any step)."""
     request = {"config": config.to_dict(), "num_classes": num_classes, "precisions": precisions}
     proc = subprocess.run(
         [sys.executable, "-m", "edgetrain.train.probe", json.dumps(request)],
@@ -211,18 +220,22 @@ def probe_in_subprocess(
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise EdgeTrainError("the memory planner's probe failed: " + " | ".join(tail))
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    probes = [
+    out["probes"] = [
         Probe(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
         for d in out["probes"]
     ]
-    return probes, bool(out["single_image_ok"])
+    out["single_image_ok"] = bool(out["single_image_ok"])
+    return out
 
 
 def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
     config = RunConfig.from_dict(request["config"])
     if config.threads:
         torch.set_num_threads(config.threads)
+    import edgetrain.train.engine  # noqa: F401  (the trainer's code: its imports count too)
+
     model = build_model(config, request["num_classes"]).model
+    built_rss = current_rss_bytes()  # the runtime and the weights, before any step
     r = config.resolution
     x = torch.randn(4, 3, r, r)
     y = torch.arange(4) % request["num_classes"]
@@ -232,6 +245,12 @@ def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
     return {
         "probes": [asdict(p) for p in probes],
         "single_image_ok": can_train_single_image(model, x),
+        "model_rss_bytes": built_rss,
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_bytes": sum(
+            p.numel() * p.element_size() for p in model.parameters() if p.requires_grad
+        ),
+        "macs": count_macs(model, r),
     }
 
 

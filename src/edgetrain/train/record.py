@@ -39,7 +39,10 @@ class RunRecord:
     history: list[dict[str, Any]]  # one row per epoch, as in history.csv
     # --- identity ---
     schema_version: int = SCHEMA_VERSION
-    status: str = "finished"
+    status: str = (
+        "finished"  # or "stopped_early": asked to stop (stop_reason) before the last epoch
+    )
+    stop_reason: str | None = None
     run_id: str | None = None  # RunConfig.id: what the run computes
     edgetrain_version: str | None = None
     started: str | None = None  # ISO 8601, UTC
@@ -56,6 +59,13 @@ class RunRecord:
     test_per_class_accuracy: list[float | None] | None = None
     test_confusion: list[list[int]] | None = None  # rows: true class, columns: predicted
     val_accuracy: float | None = None  # the last epoch's; None without a val split
+    # BatchNorm recalibration (train/bnstats.py): the accuracies above use statistics
+    # re-estimated from this many training images; the *_as_trained ones the running averages
+    # training left (the paper's evaluation). 0 images: recalibration was off, both agree.
+    bn_recalibration_images: int | None = None
+    test_accuracy_as_trained: float | None = None
+    val_accuracy_as_trained: float | None = None
+    precision: str | None = None  # fp32 | bf16 (autocast) | fp16: what the steps computed in
     # --- memory details ---
     ru_maxrss_mb: float | None = None  # the process's lifetime high-water mark (decode included)
     analytic_mb: float | None = None  # weights + grads + optimizer state + saved for backward

@@ -8,8 +8,12 @@ a file name:
     plan.json              the memory plan, when a budget was given
     checkpoint.pt          model + optimizer + RNG + history after every epoch (resume point)
     best.pt                the best validation epoch's weights (--select best-val)
+    tested.pt              the weights the test score belongs to, BatchNorm statistics as tested
+                           (recalibrated; see bnstats.py); what export and predict load
     stopped.pt             the state where the memory guard stopped training
     history.csv            one row per epoch
+    stop.json              a request from outside (an architecture search) to end training
+                           after the current epoch, with its reason
     progress.json          the current epoch and step (loss, images/s, RSS), rewritten every few
                            seconds, so a parent process can show a long epoch's progress
     rss.csv                process RSS samples over training (t_s, rss_mb, epoch)
@@ -60,6 +64,8 @@ class RunDir:
     plan = property(lambda self: self.path / "plan.json")
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
     best = property(lambda self: self.path / "best.pt")
+    tested = property(lambda self: self.path / "tested.pt")
+    stop_file = property(lambda self: self.path / "stop.json")
     stopped = property(lambda self: self.path / "stopped.pt")
     history = property(lambda self: self.path / "history.csv")
     progress = property(lambda self: self.path / "progress.json")
@@ -143,13 +149,17 @@ class RunDir:
         return _read_json(self.plan) if self.plan.exists() else None
 
     def save_state(self, state: dict[str, Any], *, which: str = "checkpoint") -> Path:
-        """Save a training state as checkpoint.pt, best.pt or stopped.pt."""
-        path = {"checkpoint": self.checkpoint, "best": self.best, "stopped": self.stopped}[which]
+        """Save a training state as checkpoint.pt, best.pt, tested.pt or stopped.pt."""
+        path = self._state_file(which)
         save_checkpoint(path, state)
         return path
 
     def load_state(self, which: str = "checkpoint") -> dict[str, Any]:
-        return load_checkpoint({"checkpoint": self.checkpoint, "best": self.best}[which])
+        return load_checkpoint(self._state_file(which))
+
+    def _state_file(self, which: str) -> Path:
+        files = {"checkpoint": self.checkpoint, "best": self.best, "tested": self.tested}
+        return {**files, "stopped": self.stopped}[which]
 
     def write_history(self, history: list[dict[str, Any]]) -> None:
         if not history:
@@ -180,6 +190,18 @@ class RunDir:
                 return False
         _write_json(self.progress, {**fields, "t": now})
         return True
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the process training here to finish after its current epoch (tested and recorded
+        as usual, status "stopped_early")."""
+        _write_json(self.stop_file, {"reason": reason, "t": time.time()})
+
+    def stop_requested(self) -> str | None:
+        """The reason of a stop request, or None."""
+        try:
+            return str(json.loads(self.stop_file.read_text(encoding="utf-8"))["reason"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def read_progress(self) -> dict[str, Any] | None:
         """The last progress.json, or None (none yet, or unreadable: a reader never fails)."""

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from edgetrain.models import create_model
+from edgetrain.models.found import create as create_found
+from edgetrain.models.found import is_spec_id
 from edgetrain.train.config import RunConfig
 from edgetrain.train.modes import (
     apply_train_scope,
@@ -30,9 +32,15 @@ def build_model(config: RunConfig, num_classes: int) -> BuiltModel:
     in-place activations, initial weights and train scope. Memory modes that depend on the plan
     (activation checkpointing, memory layout, precision) are applied by the caller."""
     torch.manual_seed(config.seed)
-    model = create_model(
-        config.model, num_classes=num_classes, dropout=config.dropout, **config.model_args
-    )
+    if is_spec_id(config.model):  # a found architecture, its spec in model_args
+        model = create_found(
+            config.model, num_classes=num_classes, dropout=config.dropout,
+            model_args=config.model_args,
+        )  # fmt: skip
+    else:
+        model = create_model(
+            config.model, num_classes=num_classes, dropout=config.dropout, **config.model_args
+        )
     if config.bn_momentum is not None:
         set_bn_momentum(model, config.bn_momentum)
     if not config.inplace_act:

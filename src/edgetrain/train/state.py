@@ -12,6 +12,7 @@ from torch import nn
 from edgetrain.data import BatchLoader, Splits
 from edgetrain.measure import RssSampler
 from edgetrain.train.accelerator import Accelerator
+from edgetrain.train.bnstats import CalibrationSample
 from edgetrain.train.config import RunConfig
 from edgetrain.train.rundir import RunDir
 
@@ -47,6 +48,7 @@ class RunState:
     augment: bool
     train_loader: BatchLoader
     eval_loaders: dict[str, BatchLoader]  # "val" (absent when empty) and "test"
+    calibration: CalibrationSample | None  # BatchNorm recalibration sample (None: off)
     model: nn.Module
     frozen: list[nn.Module]  # BatchNorm of these stays in eval mode (frozen by the scope)
     optimizer: torch.optim.Optimizer

@@ -1,0 +1,1 @@
+"""Architecture search: spaces as data, feasibility before training, Optuna does the search."""

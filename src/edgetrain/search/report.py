@@ -1,0 +1,212 @@
+"""The search's report (Markdown + one PNG): what was tried, the validation front, the memory
+predictor's error, and, after the final round, the found front beside the hand-made models on
+test accuracy and memory with the hypervolume of each against one fixed reference point.
+
+The reference point is (0 % test accuracy, the budget in MB above baseline): a model whose
+training adds more than the whole budget could not train on the device and adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from edgetrain.fileio import atomic_write_text
+from edgetrain.report.pareto import hypervolume, non_dominated
+from edgetrain.report.tables import summarize
+from edgetrain.search.early_stop import epochs_saved
+from edgetrain.search.final import trained_trials
+
+_FRONT_KEYS = ("test_accuracy", "peak_above_baseline_mb")
+_DIRS = ("max", "min")
+
+
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    trained = trained_trials(study)
+    records = [t.user_attrs["record"] for t in trained]
+    return {
+        "complete": len(complete),
+        "trained": len(trained),
+        "infeasible": sum(bool(t.user_attrs.get("infeasible")) for t in complete),
+        "repeats": sum("duplicate_of" in t.user_attrs for t in complete),
+        "stopped_early": sum(r.get("status") == "stopped_early" for r in records),
+        "epochs_saved": epochs_saved(
+            [int(r["config"]["epochs"]) for r in records], [len(r["history"]) for r in records]
+        ),
+        "failed": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
+    }
+
+
+def predictor_errors(study: optuna.Study) -> list[dict[str, Any]]:
+    """Predicted vs measured whole-process peak RSS of every trained trial (that ran every
+    epoch and so measured its peak fully)."""
+    rows = []
+    for t in trained_trials(study):
+        p, r = t.user_attrs.get("prediction"), t.user_attrs["record"]
+        if not p:
+            continue
+        rows.append({
+            "trial": t.number, "spec_id": t.user_attrs["spec_id"],
+            "predicted_peak_mb": p["predicted_peak_mb"], "peak_rss_mb": r["peak_rss_mb"],
+            "error": p["predicted_peak_mb"] / r["peak_rss_mb"] - 1,
+            "predicted_above_mb": p["predicted_above_baseline_mb"],
+            "above_mb": r["peak_above_baseline_mb"],
+        })  # fmt: skip
+    return rows
+
+
+def front_stats(records: list[dict[str, Any]], found: set[str]) -> dict[str, Any]:
+    """Mean per model over seeds, split into found and hand-made; each side's front and
+    hypervolume (reference filled in by the caller)."""
+    rows = [r for rows in summarize(records).values() for r in rows]
+    side: dict[str, list[tuple[str, float, float]]] = {"found": [], "hand-made": []}
+    for row in rows:
+        point = (row.model, row.mean("test_accuracy"), row.mean("peak_above_baseline_mb"))
+        side["found" if row.model in found else "hand-made"].append(point)
+    return side
+
+
+def side_hypervolume(points: list[tuple[str, float, float]], reference: tuple[float, float]):
+    if not points:
+        return 0.0, []
+    values = np.array([[a, m] for _, a, m in points])
+    mask = non_dominated(values, _DIRS)
+    return hypervolume(values, _DIRS, reference), [
+        p for p, on in zip(points, mask, strict=True) if on
+    ]
+
+
+def write_report(
+    out: Path, study: optuna.Study, final_records: list[dict[str, Any]] | None, cpu_s: float
+) -> Path:
+    info = study.user_attrs.get("search", {})
+    lines = [f"# edgetrain search: {study.study_name}", ""]
+    lines += _settings_lines(info, cpu_s)
+    lines += _trials_lines(study)
+    lines += _predictor_lines(predictor_errors(study))
+    if final_records:
+        lines += _final_lines(out, study, final_records, float(info.get("budget_mb", 0)))
+    path = out / "search-report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _settings_lines(info: dict[str, Any], cpu_s: float) -> list[str]:
+    p = info.get("protocol", {})
+    return [
+        f"Space **{info.get('space')}** (base {info.get('base')}), objectives "
+        f"{', '.join(info.get('objectives', []))}, sampler {info.get('sampler')} "
+        f"(seed {info.get('seed')}), budget {info.get('budget_mb', 0):.0f} MB.",
+        f"Trials train on {p.get('data')} at {p.get('resolution')} px, {p.get('epochs')} epochs, "
+        f"batch {p.get('batch_size')}, {p.get('optimizer')} lr {p.get('lr')}; selection on "
+        "validation accuracy only. CPU time of this process's children (probes and "
+        f"training): {cpu_s / 60:.1f} min.",
+        "",
+    ]
+
+
+def _trials_lines(study: optuna.Study) -> list[str]:
+    c = trial_counts(study)
+    lines = [
+        "## Trials",
+        "",
+        f"{c['complete']} complete: {c['trained']} trained, {c['infeasible']} infeasible "
+        f"(predicted over budget, never trained), {c['repeats']} repeats of a trained genome; "
+        f"{c['stopped_early']} stopped early (dominated), saving {c['epochs_saved']} epochs; "
+        f"{c['failed']} failed.",
+        "",
+        "| trial | spec | val acc | peak − baseline (MB) | s / epoch | params | MACs (M) | status |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    trained = sorted(trained_trials(study), key=lambda t: -(t.values or [0])[0])
+    for t in trained[:30]:
+        r = t.user_attrs["record"]
+        lines.append(
+            f"| {t.number} | {t.user_attrs['spec_id']} | {r.get('val_accuracy') or 0:.3f} | "
+            f"{r['peak_above_baseline_mb']:.0f} | {r['epoch_s']:.1f} | {r.get('params_total'):,} "
+            f"| {(r.get('macs') or 0) / 1e6:.0f} | {r.get('status')} |"
+        )
+    return [*lines, ""]
+
+
+def _predictor_lines(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    errs = [abs(r["error"]) for r in rows]
+    lines = [
+        "## Memory predictor",
+        "",
+        f"Predicted vs measured whole-process peak RSS over {len(rows)} trained genomes: "
+        f"median |error| {statistics.median(errs):.1%}, max {max(errs):.1%}.",
+        "",
+        "| trial | spec | predicted peak (MB) | measured (MB) | error | predicted / measured above "
+        "baseline (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['trial']} | {r['spec_id']} | {r['predicted_peak_mb']:.0f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['error']:+.1%} | {r['predicted_above_mb']:.0f} / "
+            f"{r['above_mb']:.0f} |"
+        )
+    return [*lines, ""]
+
+
+def _final_lines(out, study, records, budget_mb) -> list[str]:
+    found_ids = {t.user_attrs["spec_id"] for t in trained_trials(study)}
+    sides = front_stats(records, found_ids)
+    ref = (0.0, budget_mb)
+    lines = [
+        "## Final round: test accuracy (mean over seeds) and memory",
+        "",
+        f"Reference point for the hypervolume: 0 % accuracy, {budget_mb:.0f} MB above baseline.",
+        "",
+    ]
+    hv = {}
+    for name, points in sides.items():
+        hv[name], front = side_hypervolume(points, ref)
+        lines.append(f"**{name}** front, hypervolume {hv[name]:.1f} (accuracy fraction × MB):")
+        lines += [
+            f"- {m}: {a:.1%} test accuracy, {mem:.0f} MB above baseline" for m, a, mem in front
+        ]
+        lines.append("")
+    if hv.get("hand-made"):
+        lines.append(f"Found / hand-made hypervolume: {hv['found'] / hv['hand-made']:.2f}x.")
+    _plot(out, sides)
+    lines += ["", "![fronts](fronts.png)", "", "## Candidate specs", ""]
+    for sid in sorted(found_ids & {m for m, _, _ in sides["found"]}):
+        spec = next(
+            t.user_attrs["spec"] for t in trained_trials(study) if t.user_attrs["spec_id"] == sid
+        )
+        lines += [f"### {sid}", "", "```json", json.dumps(spec), "```", ""]
+    return lines
+
+
+def _plot(out: Path, sides: dict[str, list[tuple[str, float, float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (name, points), marker in zip(sides.items(), ("o", "s"), strict=True):
+        if points:
+            ax.scatter([m for _, _, m in points], [a * 100 for _, a, _ in points], marker=marker,
+                       label=name)  # fmt: skip
+            for label, a, m in points:
+                ax.annotate(
+                    label, (m, a * 100), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
+    ax.set_xlabel("peak training memory above baseline (MB)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "fronts.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,169 @@
+"""`edgetrain search` from start to end: check everything, search, re-train the best candidates
+and the hand-made baselines with several seeds, report.
+
+1. Checks before anything trains: the space (empty, contradictory), the objectives, the budget
+   (the leanest genome of the space must be predicted to fit), the data (a validation split).
+2. The search: an Optuna study in `--storage` (SQLite in `--out` by default), trials as in
+   `study.py`, until `--trials` trials are complete or `--time-budget` has passed.
+3. The final round: the top candidates of the validation front and the baselines, each with
+   `--final-seeds` seeds, through the bench's machinery (a study `<name>-final`, one fresh
+   process per run, the same budget), tested on the test split for the first time.
+4. The report (`report.py`): both fronts on test accuracy and memory, their hypervolumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from edgetrain.bench.study import open_storage, study_lock
+from edgetrain.data import resolve
+from edgetrain.errors import EdgeTrainError
+from edgetrain.search.feasibility import BaselineModel, data_bytes, predict
+from edgetrain.search.space import SearchSpace
+from edgetrain.search.study import Search, make_sampler, objective
+from edgetrain.train.config import RunConfig
+
+# The trials' protocol unless `--set run.KEY=VALUE` says otherwise: sized for a search on a small
+# CPU (the issue's benchmark: 64 px, a few epochs), recalibrated BatchNorm for short runs.
+PROTOCOL_DEFAULTS: dict[str, Any] = {
+    "resolution": 64,
+    "epochs": 6,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "optimizer": "adam",
+    "bn_recalibration_images": 512,
+    "latency_repeat": 5,
+}
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What the user asked for, checked (`cli.py` builds it from the command line)."""
+
+    space: SearchSpace
+    data: str
+    budget_mb: float
+    objectives: tuple[str, ...]
+    trials: int
+    time_budget_s: float | None
+    sampler: str
+    seed: int
+    out: Path
+    storage: str | None
+    study_name: str
+    run_overrides: dict[str, Any]
+    baselines: tuple[str, ...]
+    top: int
+    final_seeds: int
+    stop_margin: float
+    stop_min_epochs: int
+
+
+def prepare_search(req: SearchRequest, emit) -> Search:
+    """Resolve the data and check that the budget can hold the leanest genome, before any
+    training; returns the shared `Search` of every trial."""
+    protocol = RunConfig.from_dict(
+        {**PROTOCOL_DEFAULTS, **req.run_overrides, "model": req.space.base, "data": req.data}
+    )
+    splits = resolve(req.data, seed=protocol.split_seed)
+    counts = splits.counts()
+    if not counts.get("val"):
+        raise EdgeTrainError(
+            f"{req.data}: no validation split; the search selects on validation accuracy and "
+            "never on the test split"
+        )
+    search = Search(
+        space=req.space, protocol=protocol, budget_mb=req.budget_mb, objectives=req.objectives,
+        out=req.out, num_classes=len(splits.classes), train_images=counts["train"],
+        baseline=BaselineModel(data_mb=data_bytes(counts, protocol.resolution) / 2**20),
+        stop_margin=req.stop_margin, stop_min_epochs=req.stop_min_epochs, emit=emit,
+    )  # fmt: skip
+    _check_budget(search, emit)
+    return search
+
+
+def leanest_genome(space: SearchSpace) -> dict[str, Any]:
+    """Every gene at its smallest numeric choice (its first one otherwise): the genome to try
+    against the budget first."""
+
+    def least(choices: tuple[Any, ...]) -> Any:
+        nums = [c for c in choices if isinstance(c, int | float) and not isinstance(c, bool)]
+        return min(nums) if len(nums) == len(choices) else choices[0]
+
+    return {g.name: least(g.choices) for g in space.genes}
+
+
+def _check_budget(search: Search, emit) -> None:
+    genome = leanest_genome(search.space)
+    config = search.config_for(genome)
+    p, _ = predict(config, search.num_classes, search.budget_mb, search.baseline)
+    emit(
+        f"leanest genome of {search.space.name}: predicted peak {p.predicted_peak_mb:.0f} MB "
+        f"(budget {search.budget_mb:.0f} MB, {p.seconds:.1f} s to predict)"
+    )
+    if not p.feasible:
+        raise EdgeTrainError(
+            f"nothing in space {search.space.name} fits a budget of {search.budget_mb:.0f} MB: "
+            f"even its leanest genome is predicted to peak at {p.predicted_peak_mb:.0f} MB "
+            f"({p.predicted_baseline_mb:.0f} MB before training). Give a larger budget, a lower "
+            "resolution (--set run.resolution=...) or a smaller space."
+        )
+
+
+def open_search_study(req: SearchRequest, search: Search) -> optuna.Study:
+    storage = open_storage(req.storage or f"sqlite:///{(req.out / 'search.db').resolve()}")
+    sampler = make_sampler(req.sampler, req.seed, len(req.objectives))
+    with study_lock(storage, req.study_name):
+        study = optuna.create_study(
+            storage=storage, study_name=req.study_name, directions=search.directions,
+            sampler=sampler, load_if_exists=True,
+        )  # fmt: skip
+    if list(study.directions) != [
+        optuna.study.StudyDirection[d.upper()] for d in search.directions
+    ]:
+        raise EdgeTrainError(
+            f"study {req.study_name!r} was started with other objectives; use another --study"
+        )
+    study.set_user_attr("search", describe(req, search))
+    return study
+
+
+def describe(req: SearchRequest, search: Search) -> dict[str, Any]:
+    """The study's record of what it searches (for workers, the report and a later resume)."""
+    return {
+        "space": req.space.name,
+        "base": req.space.base,
+        "genes": {g.name: list(g.choices) for g in req.space.genes},
+        "protocol": search.protocol.to_dict(),
+        "budget_mb": req.budget_mb,
+        "objectives": list(req.objectives),
+        "sampler": req.sampler,
+        "seed": req.seed,
+    }
+
+
+def search_loop(req: SearchRequest, search: Search, study: optuna.Study, on_trial) -> None:
+    """Run trials until `req.trials` are complete in the study (all workers together) or the
+    time budget has passed; a trial's error fails that trial and the search goes on."""
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if done >= req.trials:
+        return
+    study.optimize(
+        lambda t: objective(search, t),
+        timeout=req.time_budget_s,
+        callbacks=[MaxTrialsCallback(req.trials, states=(TrialState.COMPLETE,)), on_trial],
+        catch=(EdgeTrainError,),
+        gc_after_trial=True,
+    )
+
+
+def elapsed(t0: float) -> str:
+    s = time.monotonic() - t0
+    return f"{s / 60:.1f} min"

@@ -1,0 +1,257 @@
+"""The search as an Optuna study: the sampler proposes genomes, each trial is predicted, then
+(when feasible) trained in a fresh process through the bench's storage.
+
+Optuna does the search (`study.optimize` with NSGA-II by default and `constraints_func`); its
+storage is the results store and the work queue, so more machines join with `edgetrain worker`
+on the same `--storage`. Heartbeats fail a dead worker's trial and Optuna's retry callback puts
+its genome back in the queue; the retried trial trains into the same run directory (named by the
+run config's id) and so resumes. A genome proposed again is never trained again: the trial
+copies the values of the finished one.
+
+Trial user attributes: genome, spec_id, spec (the family-tagged dict), run_id, prediction,
+constraint (predicted whole-process peak minus the budget, MB: <= 0 is feasible), infeasible,
+record (the RunRecord dict of a trained trial), duplicate_of, error.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from edgetrain.errors import EdgeTrainError
+from edgetrain.models.found import save_spec
+from edgetrain.search.early_stop import TrialCurve, dominated_by
+from edgetrain.search.feasibility import BaselineModel, Prediction, predict
+from edgetrain.search.space import SearchSpace
+from edgetrain.train.config import RunConfig
+from edgetrain.train.record import RunRecord
+from edgetrain.train.rundir import RunDir
+
+# objective name -> (record field, direction); validation accuracy, never the test split
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "accuracy": ("val_accuracy", "maximize"),
+    "memory": ("peak_above_baseline_mb", "minimize"),
+    "time": ("epoch_s", "minimize"),
+    "latency": ("infer_latency_ms_b1", "minimize"),
+}
+SAMPLERS = ("nsga2", "tpe", "gp", "random")
+NSGA2_POPULATION = 10
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise EdgeTrainError(
+            f"--objectives: {text!r} is not a comma-separated list of distinct objectives out of "
+            f"{', '.join(OBJECTIVES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+    if "accuracy" not in names:
+        raise EdgeTrainError("--objectives must include accuracy")
+    return names
+
+
+# Optuna >= 5 reads constraints a trial sets itself (`Trial.set_constraint`); before, a sampler
+# takes a `constraints_func`. Both see the same number: predicted peak minus budget, MB.
+_TRIAL_CONSTRAINTS = hasattr(Trial, "set_constraint")
+
+
+def make_sampler(name: str, seed: int, objectives: int) -> optuna.samplers.BaseSampler:
+    """The sampler, seeded; infeasible trials (constraint > 0) rank below feasible ones."""
+    kw: dict[str, Any] = {} if _TRIAL_CONSTRAINTS else {"constraints_func": constraint_of}
+    if name == "nsga2":
+        # Optuna's default generation of 50 random genomes is a whole small-CPU search; 10
+        # starts selecting after ten trials
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=NSGA2_POPULATION, **kw)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, **kw)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, **kw)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise EdgeTrainError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
+
+
+def constraint_of(trial: FrozenTrial) -> list[float]:
+    # a trial that failed before its prediction has none: count it as feasible, it has no values
+    return list(trial.user_attrs.get("constraint", [0.0]))
+
+
+def _set_constraint(trial: Trial, excess_mb: float) -> None:
+    trial.set_user_attr("constraint", [excess_mb])
+    if _TRIAL_CONSTRAINTS:
+        trial.set_constraint("memory_budget", excess_mb)
+
+
+@dataclass
+class Search:
+    """What every trial of one search shares (saved in the study's user attributes)."""
+
+    space: SearchSpace
+    protocol: RunConfig  # the trials' training protocol; model and model_args are set per trial
+    budget_mb: float
+    objectives: tuple[str, ...]
+    out: Path
+    num_classes: int
+    train_images: int
+    baseline: BaselineModel
+    stop_margin: float = 0.02
+    stop_min_epochs: int = 2
+    emit: Callable[[str], None] = lambda _msg: None
+    runner: Callable[..., RunRecord] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o][1] for o in self.objectives]
+
+    def config_for(self, genome: dict[str, Any]) -> RunConfig:
+        spec = self.space.spec_of(genome)
+        return self.protocol.replace(
+            model=spec.id,
+            model_args=spec.to_dict(family=True),
+            memory_budget_mb=self.budget_mb,
+            **self.space.run_fields(genome),
+        )
+
+    def values_of(self, record: RunRecord) -> list[float]:
+        return [float(getattr(record, OBJECTIVES[o][0])) for o in self.objectives]
+
+    def infeasible_values(self, p: Prediction) -> list[float]:
+        """Values stored for a genome that is never trained: no accuracy, the predicted rest."""
+        steps = math.ceil(self.train_images / self.protocol.batch_size)
+        guess = {
+            "accuracy": 0.0,
+            "memory": p.predicted_above_baseline_mb,
+            "time": p.predicted_step_s * steps,
+            "latency": float("inf"),
+        }
+        return [guess[o] for o in self.objectives]
+
+
+# --- one trial ---------------------------------------------------------------------------------
+
+
+def objective(search: Search, trial: Trial) -> list[float]:
+    genome = {
+        g.name: trial.suggest_categorical(g.name, list(g.choices)) for g in search.space.genes
+    }
+    config = search.config_for(genome)
+    for key, value in (("genome", genome), ("spec_id", config.model), ("run_id", config.id)):
+        trial.set_user_attr(key, value)
+    trial.set_user_attr("spec", config.model_args)
+    twin = _finished_twin(trial.study, config.id, trial.number)
+    if twin is not None:  # proposed again: the values are known, nothing trains
+        for key in ("record", "prediction", "infeasible"):
+            if key in twin.user_attrs:
+                trial.set_user_attr(key, twin.user_attrs[key])
+        _set_constraint(trial, constraint_of(twin)[0])
+        trial.set_user_attr("duplicate_of", twin.number)
+        search.emit(f"trial {trial.number}: {config.model} again (as trial {twin.number})")
+        return list(twin.values)
+    prediction, model_rss_mb = predict(
+        config, search.num_classes, search.budget_mb, search.baseline
+    )
+    trial.set_user_attr("prediction", prediction.to_dict())
+    _set_constraint(trial, prediction.predicted_peak_mb - search.budget_mb)
+    if not prediction.feasible:
+        trial.set_user_attr("infeasible", True)
+        search.emit(
+            f"trial {trial.number}: {config.model} infeasible, predicted peak "
+            f"{prediction.predicted_peak_mb:.0f} MB > {search.budget_mb:.0f} MB: not trained"
+        )
+        return search.infeasible_values(prediction)
+    record = train_trial(search, trial, config)
+    search.baseline.learn(model_rss_mb, record.baseline_rss_mb)
+    trial.set_user_attr("record", record.to_dict())
+    return search.values_of(record)
+
+
+def _finished_twin(study: optuna.Study, run_id: str, number: int) -> FrozenTrial | None:
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.number != number and t.user_attrs.get("run_id") == run_id:
+            return t
+    return None
+
+
+def train_trial(search: Search, trial: Trial, config: RunConfig) -> RunRecord:
+    """Train `config` in a fresh process (resuming its run directory after a crash) while a
+    watcher asks it to stop early when a finished trial dominates it."""
+    from edgetrain.train.subprocess import run_in_subprocess
+
+    spec = search.space.spec_of(trial.user_attrs["genome"])
+    save_spec(spec, search.out / "specs")  # `--model <out>/specs/<id>.json` trains it again
+    run = RunDir(search.out / "runs" / config.id)
+    if run.is_finished():
+        return run.load_record()
+    search.emit(f"trial {trial.number}: training {config.model} ({spec.describe()})")
+    watcher = _StopWatcher(search, trial.study, run)
+    with watcher:
+        runner = search.runner or run_in_subprocess
+        return runner(config, run.path, resume=run.is_started())
+
+
+class _StopWatcher:
+    """Polls the run's history.csv; after each new epoch, asks the run to stop when a finished
+    trial dominates it (early_stop.dominated_by)."""
+
+    def __init__(self, search: Search, study: optuna.Study, run: RunDir, poll_s: float = 2.0):
+        self.search, self.study, self.run, self.poll_s = search, study, run, poll_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="edgetrain-stop")
+        self._seen = 0
+
+    def __enter__(self) -> _StopWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        from edgetrain.bench.progress import read_history
+
+        while not self._stop.wait(self.poll_s):
+            rows = read_history(self.run)
+            if len(rows) > self._seen:
+                self._seen = len(rows)
+                self._check(rows)
+
+    def _check(self, rows: list[dict[str, Any]]) -> None:
+        acc = rows[-1].get("val_accuracy")
+        if not isinstance(acc, float):
+            return
+        peak = max(float(r["peak_rss_mb"]) - float(r["baseline_rss_mb"]) for r in rows)
+        better = dominated_by(
+            len(rows), acc, peak, finished_curves(self.study),
+            margin=self.search.stop_margin, min_epochs=self.search.stop_min_epochs,
+        )  # fmt: skip
+        if better is not None:
+            reason = (
+                f"dominated after epoch {len(rows)} by {better.label} (val accuracy "
+                f"{better.val_accuracy[len(rows) - 1]:.3f} vs {acc:.3f}, "
+                f"{better.peak_above_baseline_mb:.0f} vs {peak:.0f} MB)"
+            )
+            self.run.request_stop(reason)
+            self.search.emit(f"{self.run.path.name}: {reason}")
+            self._stop.set()
+
+
+def finished_curves(study: optuna.Study) -> list[TrialCurve]:
+    """Every trained trial that ran all its epochs, as the early-stopping rule sees it."""
+    curves = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        rec = t.user_attrs.get("record")
+        if not rec or rec.get("status") != "finished" or "duplicate_of" in t.user_attrs:
+            continue
+        accs = [r.get("val_accuracy") for r in rec.get("history", [])]
+        curves.append(TrialCurve(accs, float(rec["peak_above_baseline_mb"]), f"trial {t.number}"))
+    return curves

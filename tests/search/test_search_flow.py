@@ -1,0 +1,135 @@
+"""The search end to end: infeasible genomes never train, a tiny search writes its fronts and
+resumes without training anything twice, bad input stops before training, and a found
+architecture trains like any named model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from edgetrain.cli import main
+from edgetrain.search import study as search_study
+from edgetrain.search.feasibility import BaselineModel, Prediction
+from edgetrain.search.space import load_space
+from edgetrain.search.study import Search, objective
+from edgetrain.train import RunConfig
+from edgetrain.train.record import RunRecord
+
+TINY_SPACE = str(Path(__file__).with_name("tiny-space.toml"))
+DATA = "synthetic-pcb:per_class=10,size=32"
+PROTOCOL = ["--set", "run.resolution=32", "--set", "run.epochs=2", "--set", "run.threads=1",
+            "--set", "run.latency_repeat=1", "--set", "run.bn_recalibration_images=16"]  # fmt: skip
+
+
+def _prediction(feasible: bool) -> Prediction:
+    return Prediction(feasible, 900.0 if not feasible else 300.0, 500.0, 400.0, 0.01, 1, 1,
+                      "micro-batch 16", 0.0)  # fmt: skip
+
+
+def test_infeasible_genomes_are_never_trained(tmp_path, monkeypatch):
+    space = load_space(TINY_SPACE)
+    # middle_depth 1 is "predicted" over budget: those genomes must never reach the runner
+    monkeypatch.setattr(
+        search_study, "predict",
+        lambda config, *a: (_prediction(config.model_args["middle_depth"] == 0), 100.0),
+    )  # fmt: skip
+    trained: list[str] = []
+
+    def runner(config, out, resume):
+        trained.append(config.model)
+        assert config.model_args["middle_depth"] == 0
+        return RunRecord.from_dict(json.loads(
+            (Path(__file__).parents[1] / "train" / "data" / "record-v1.json").read_text()
+        )).replace(val_accuracy=0.5)  # fmt: skip
+
+    protocol = RunConfig(model="xception_lite", data=DATA, resolution=32, epochs=1)
+    search = Search(space, protocol, 500.0, ("accuracy", "memory"), tmp_path, 6, 48,
+                    BaselineModel(1.0), runner=runner)  # fmt: skip
+    study = optuna.create_study(directions=search.directions,
+                                sampler=optuna.samplers.RandomSampler(seed=0))  # fmt: skip
+    study.optimize(lambda t: objective(search, t), n_trials=12)
+    infeasible = [t for t in study.trials if t.user_attrs.get("infeasible")]
+    assert infeasible and all(t.params["middle_depth"] == 1 for t in infeasible)
+    assert all(t.user_attrs["prediction"]["predicted_peak_mb"] == 900.0 for t in infeasible)
+    assert all(t.user_attrs["constraint"][0] > 0 for t in infeasible)
+    # each feasible genome trained once; a repeat copies its values
+    assert len(trained) == len(set(trained)) <= 2
+
+
+def _search(out: Path, *extra: str) -> int:
+    return main(["search", "--data", DATA, "--memory-budget", "4GiB", "--space", TINY_SPACE,
+                 "--out", str(out), *PROTOCOL, *extra])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_tiny_search_writes_fronts_and_resumes_without_repeats(tmp_path):
+    out = tmp_path / "search"
+    assert _search(out, "--trials", "2", "--final-seeds", "0") == 0
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert _search(out, "--trials", "4", "--final-seeds", "1", "--top", "1",
+                   "--baselines", "mobilenet_v2") == 0  # fmt: skip
+    study = optuna.load_study(study_name="search-tiny", storage=f"sqlite:///{out / 'search.db'}")
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4
+    trained = [t.user_attrs["run_id"] for t in complete if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == len(set(trained))  # no genome trained twice
+    assert set(runs) <= {p.name for p in (out / "runs").iterdir()}  # the first runs were kept
+    report = (out / "search-report.md").read_text()
+    assert "**found** front" in report and "**hand-made** front" in report
+    assert "mobilenet_v2" in report and (out / "fronts.png").is_file()
+    spec_file = next((out / "specs").glob("xc-*.json"))
+    assert spec_file.stem in report
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--objectives", "accuracy,beauty"], "unknown: beauty"),
+        (["--objectives", "memory"], "must include accuracy"),
+        (["--memory-budget", "1MB"], "nothing in space tiny fits"),
+        (["--trials", "0"], "--trials must be"),
+        (["--time-budget", "soon"], "not a duration"),
+        (["--sampler", "grid"], "--sampler must be"),
+        (["--baselines", "resnet50"], "unknown model"),
+    ],
+)
+def test_bad_input_stops_before_training(tmp_path, capsys, args, message):
+    out = tmp_path / "s"
+    base = ["search", "--data", DATA, "--memory-budget", "4GiB", "--space", TINY_SPACE,
+            "--out", str(out), *PROTOCOL]  # fmt: skip
+    if "--memory-budget" in args:
+        base[base.index("--memory-budget") : base.index("--memory-budget") + 2] = []
+    assert main([*base, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (out / "runs").exists()
+
+
+def test_found_architecture_trains_by_file_and_by_id(tmp_path, monkeypatch):
+    space = load_space(TINY_SPACE)
+    spec = space.spec_of({"middle_depth": 0, "entry3_width": 16, "narrow": 16})
+    from edgetrain.models.found import save_spec
+
+    store = tmp_path / "specs"
+    path = save_spec(spec, store)
+    common = ["--data", "synthetic-pcb:per_class=8,size=32", "--resolution", "32", "--epochs",
+              "1", "--threads", "1", "--no-progress"]  # fmt: skip
+    assert main(["train", "--model", str(path), "--out", str(tmp_path / "a"), *common]) == 0
+    monkeypatch.setenv("EDGETRAIN_SPECS", str(store))
+    assert main(["train", "--model", spec.id, "--out", str(tmp_path / "b"), *common]) == 0
+    for run in ("a", "b"):
+        config = json.loads((tmp_path / run / "config.json").read_text())
+        assert config["model"] == spec.id and config["model_args"]["family"] == "xception"
+    monkeypatch.setenv("EDGETRAIN_SPECS", str(tmp_path / "empty"))
+    assert main(["train", "--model", "xc-0123456789", "--out", str(tmp_path / "c"), *common]) == 2
+
+
+def test_baseline_model_learns_the_offset():
+    b = BaselineModel(data_mb=10.0)
+    assert b.predict(300.0) == 310.0
+    b.learn(300.0, 450.0)
+    b.learn(320.0, 470.0)
+    assert b.predict(300.0) == pytest.approx(450.0)
