@@ -67,11 +67,25 @@ def _search(out: Path, *extra: str) -> int:
 @pytest.mark.slow
 def test_tiny_search_writes_fronts_and_resumes_without_repeats(tmp_path):
     out = tmp_path / "search"
-    assert _search(out, "--trials", "2", "--final-seeds", "0") == 0
+    storage = f"sqlite:///{out / 'search.db'}"
+    # the time budget ends the first call after one trial; a worker joins and completes three
+    assert _search(out, "--trials", "3", "--time-budget", "1s", "--final-seeds", "0") == 0
+    study = optuna.load_study(study_name="search-tiny", storage=storage)
+    assert len(study.trials) == 1
     runs = sorted(p.name for p in (out / "runs").iterdir())
+    worker = [
+        "worker",
+        "--storage",
+        storage,
+        "--study",
+        "search-tiny",
+        "--out",
+        str(tmp_path / "w"),
+    ]
+    assert main(worker) == 0
+    assert len(study.trials) == 3
     assert _search(out, "--trials", "4", "--final-seeds", "1", "--top", "1",
                    "--baselines", "mobilenet_v2") == 0  # fmt: skip
-    study = optuna.load_study(study_name="search-tiny", storage=f"sqlite:///{out / 'search.db'}")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 4
     trained = [t.user_attrs["run_id"] for t in complete if "duplicate_of" not in t.user_attrs]

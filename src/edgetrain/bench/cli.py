@@ -87,10 +87,16 @@ def _command(
 
 
 def _cell_args(p: argparse.ArgumentParser, *, data_help: str, flag: str, flag_help: str) -> None:
-    # both commands run cells here: this machine's data paths, their own switch, the heartbeats
-    # (in the order --help lists them)
+    # both commands run cells here: this machine's data paths, their own switch, the device,
+    # the heartbeats (in the order --help lists them)
     p.add_argument("--data", action="append", metavar="NAME=PATH", help=data_help)
     p.add_argument(flag, action="store_true", help=flag_help)
+    p.add_argument(
+        "--accelerator",
+        metavar="DEVICE",
+        help="train cells on auto | cpu | cuda | cuda:N (one worker per GPU: cuda:0, cuda:1, "
+        "...); the device is recorded per cell",
+    )
     _heartbeat_args(p)
 
 
@@ -136,6 +142,8 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         exp = exp.with_seeds(args.seeds)
     overrides = parse_set_args(args.set)
+    if args.accelerator:
+        overrides["accelerator"] = args.accelerator
     if overrides:
         exp = exp.with_run(overrides)
     name = exp.name + _overrides_suffix(overrides)
@@ -202,6 +210,7 @@ def _work(
     *,
     total: int,
     wait: bool,
+    runner=None,
     poll_s: float = 1.0,
     line_every_s: float = 60.0,
 ) -> dict[str, int]:
@@ -256,24 +265,46 @@ def _work(
             if current.get("task") is not None:
                 progress.remove_task(current["task"])
             current.clear()
+            progress.console.print(_cell_line(e))
             if e.kind == "done":
-                r = e.record
-                progress.console.print(
-                    f"[green]done[/] {e.label}: test acc {r.test_accuracy:.3f}, peak "
-                    f"+{r.peak_above_baseline_mb:.0f} MB above baseline "
-                    f"({r.peak_rss_mb:.0f} MB RSS), {r.epoch_s:.1f} s/epoch"
-                )
                 progress.advance(cells_task)
-            else:
-                progress.console.print(f"[red]failed[/] {e.label}: {e.error}")
 
     poller = threading.Thread(target=poll_cell, daemon=True)
     poller.start()
     try:
         with progress:
-            return run_worker(study, storage, out, data, wait_for_running=wait, on_event=on_event)
+            return run_worker(
+                study, storage, out, data, wait_for_running=wait, on_event=on_event, runner=runner
+            )
     finally:
         stop.set()
+
+
+def _runner_on(accelerator: str | None):
+    """The cell runner of a worker bound to one device (`--accelerator cuda:1`), or None."""
+    if not accelerator:
+        return None
+    from edgetrain.train.accelerator import resolve_accelerator
+    from edgetrain.train.subprocess import run_in_subprocess
+
+    resolve_accelerator(precision="fp32", channels_last=True, accelerator=accelerator)  # exists?
+
+    def runner(config, out_dir, *, resume=False):
+        return run_in_subprocess(config.replace(accelerator=accelerator), out_dir, resume=resume)
+
+    return runner
+
+
+def _cell_line(e) -> str:
+    """The line printed when a cell ends."""
+    if e.kind != "done":
+        return f"[red]failed[/] {e.label}: {e.error}"
+    r = e.record
+    return (
+        f"[green]done[/] {e.label}: test acc {r.test_accuracy:.3f}, peak "
+        f"+{r.peak_above_baseline_mb:.0f} MB above baseline ({r.peak_rss_mb:.0f} MB RSS), "
+        f"{r.epoch_s:.1f} s/epoch"
+    )
 
 
 def _epochs_of(study, number: int) -> int | None:
@@ -295,11 +326,16 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
     console = Console()
     storage = open_storage(args.storage, heartbeat_interval=args.heartbeat, grace_period=args.grace)
     study = open_study(storage, args.study, create=False)
+    if "search" in study.user_attrs:  # an architecture search: propose and train its trials
+        from edgetrain.search.run import run_search_worker
+
+        return run_search_worker(study, storage, args.out.resolve(), parse_data_args(args.data))
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     total = sum(study_status(study).get(k, 0) for k in ("complete", "waiting", "running"))
     counts = _work(
-        study, storage, out, parse_data_args(args.data), console, total=total, wait=not args.no_wait
-    )
+        study, storage, out, parse_data_args(args.data), console, total=total,
+        wait=not args.no_wait, runner=_runner_on(args.accelerator),
+    )  # fmt: skip
     console.print(f"worker finished: {counts['done']} cells run, {counts['failed']} failed")
     return 0 if counts["failed"] == 0 else 1

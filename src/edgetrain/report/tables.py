@@ -132,7 +132,8 @@ def init_label(record: Mapping[str, Any]) -> str:
     A free-form `config["extra"]["init_label"]` wins (a bench runner can name a transfer source,
     e.g. "caltech101"); else the last path component of `config["init"]` (its folder when it names
     a `*.pt` file). A train scope other than "all" and a precision other than fp32 are
-    appended, e.g. "caltech-run, head" or "scratch, bf16": such runs are never averaged together.
+    appended, e.g. "caltech-run, head" or "scratch, bf16", and so is a GPU (`accelerator`
+    of the record, e.g. "scratch, cuda:0"): such runs are never averaged together.
     """
     config = _config(record)
     extra = config.get("extra") if isinstance(config.get("extra"), Mapping) else {}
@@ -151,6 +152,9 @@ def init_label(record: Mapping[str, Any]) -> str:
     precision = config.get("precision")
     if precision and precision != "fp32":
         label = f"{label}, {precision}"
+    device = record.get("accelerator")
+    if device and device != "cpu":  # GPU figures are never averaged with CPU ones
+        label = f"{label}, {device}"
     return str(label)
 
 

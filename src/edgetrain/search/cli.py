@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--stop-margin", type=float, default=0.02, help="early-stopping margin")
     p.add_argument("--stop-after", type=int, default=2, help="earliest epoch to stop a trial at")
+    p.add_argument("--accelerator", metavar="DEVICE", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--out", type=Path, help="output folder (default: runs/search-SPACE)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite in --out)")
     p.add_argument("--study", help="study name (default: search-SPACE)")
@@ -74,7 +75,6 @@ def parse_duration(text: str) -> float:
 
 
 def request_from_args(args: argparse.Namespace):
-    from edgetrain.bench.experiments import parse_set_args
     from edgetrain.measure.units import MB, parse_size
     from edgetrain.models.registry import get_spec
     from edgetrain.search.run import SearchRequest
@@ -100,10 +100,19 @@ def request_from_args(args: argparse.Namespace):
         objectives=parse_objectives(args.objectives), trials=args.trials,
         time_budget_s=parse_duration(args.time_budget) if args.time_budget else None,
         sampler=args.sampler, seed=args.seed, out=out, storage=args.storage,
-        study_name=args.study or f"search-{space.name}", run_overrides=parse_set_args(args.set),
+        study_name=args.study or f"search-{space.name}", run_overrides=_overrides(args),
         baselines=baselines, top=args.top, final_seeds=args.final_seeds,
         stop_margin=args.stop_margin, stop_min_epochs=args.stop_after,
     )  # fmt: skip
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    from edgetrain.bench.experiments import parse_set_args
+
+    overrides = parse_set_args(args.set)
+    if args.accelerator:
+        overrides["accelerator"] = args.accelerator
+    return overrides
 
 
 def _check_ranges(args: argparse.Namespace) -> None:

@@ -18,6 +18,8 @@ import optuna
 from optuna.trial import TrialState
 
 from edgetrain.bench.experiments import Experiment
+from edgetrain.models.found import save_spec
+from edgetrain.models.registry import spec_from_dict
 from edgetrain.report.pareto import non_dominated
 from edgetrain.search.study import OBJECTIVES, Search
 
@@ -56,7 +58,10 @@ def final_experiment(
     search: Search, picks: list[Any], baselines: tuple[str, ...], seeds: int, name: str
 ) -> Experiment:
     """The bench experiment of the final round: candidate spec files + baseline names."""
-    spec_files = [str(search.out / "specs" / f"{t.user_attrs['spec_id']}.json") for t in picks]
+    # a candidate another worker trained has its spec in the study, not yet in our folder
+    spec_files = [
+        str(save_spec(spec_from_dict(t.user_attrs["spec"]), search.out / "specs")) for t in picks
+    ]
     protocol = search.protocol.to_dict()
     run = {k: v for k, v in protocol.items() if k not in _MATRIX_FIELDS}
     run["memory_budget_mb"] = search.budget_mb

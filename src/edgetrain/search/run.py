@@ -13,6 +13,7 @@ and the hand-made baselines with several seeds, report.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from edgetrain.bench.study import open_storage, study_lock
 from edgetrain.data import resolve
 from edgetrain.errors import EdgeTrainError
 from edgetrain.search.feasibility import BaselineModel, data_bytes, predict
-from edgetrain.search.space import SearchSpace
+from edgetrain.search.space import SearchSpace, space_from_dict, space_to_dict
 from edgetrain.search.study import Search, make_sampler, objective
 from edgetrain.train.config import RunConfig
 
@@ -141,12 +142,38 @@ def describe(req: SearchRequest, search: Search) -> dict[str, Any]:
         "space": req.space.name,
         "base": req.space.base,
         "genes": {g.name: list(g.choices) for g in req.space.genes},
+        "space_def": space_to_dict(req.space),
         "protocol": search.protocol.to_dict(),
         "budget_mb": req.budget_mb,
         "objectives": list(req.objectives),
         "sampler": req.sampler,
         "seed": req.seed,
+        "trials": req.trials,
+        "stop_margin": req.stop_margin,
+        "stop_min_epochs": req.stop_min_epochs,
     }
+
+
+def request_from_study(study: optuna.Study, out: Path, data: str | None) -> SearchRequest:
+    """The request a worker on another machine continues: everything from the study, but its
+    own output folder and, if given, its own path to the data."""
+    info = study.user_attrs.get("search")
+    if not isinstance(info, dict) or "space_def" not in info:
+        raise EdgeTrainError(f"study {study.study_name!r} is not an edgetrain search")
+    protocol = dict(info["protocol"])
+    return SearchRequest(
+        space=space_from_dict(info["space_def"], f"study {study.study_name}"),
+        data=data or protocol["data"], budget_mb=float(info["budget_mb"]),
+        objectives=tuple(info["objectives"]), trials=int(info["trials"]), time_budget_s=None,
+        sampler=info["sampler"], seed=int(info["seed"]), out=out, storage=None,
+        study_name=study.study_name, run_overrides=_protocol_overrides(protocol),
+        baselines=(), top=0, final_seeds=0, stop_margin=float(info["stop_margin"]),
+        stop_min_epochs=int(info["stop_min_epochs"]),
+    )  # fmt: skip
+
+
+def _protocol_overrides(protocol: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in protocol.items() if k not in ("model", "model_args", "data")}
 
 
 def search_loop(req: SearchRequest, search: Search, study: optuna.Study, on_trial) -> None:
@@ -167,3 +194,19 @@ def search_loop(req: SearchRequest, search: Search, study: optuna.Study, on_tria
 def elapsed(t0: float) -> str:
     s = time.monotonic() - t0
     return f"{s / 60:.1f} min"
+
+
+def run_search_worker(study: optuna.Study, storage, out: Path, data: dict[str, str]) -> int:
+    """`edgetrain worker` on a search study: join the search until its trial count is reached
+    (`--data search=REF` gives this machine's path to the data)."""
+    from rich.console import Console
+
+    console = Console()
+    req = request_from_study(study, out, data.get("search"))
+    out.mkdir(parents=True, exist_ok=True)
+    search = prepare_search(req, console.print)
+    sampler = make_sampler(req.sampler, req.seed + os.getpid(), len(req.objectives))
+    study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=sampler)
+    search_loop(req, search, study, lambda *_: None)
+    console.print(f"worker finished: the study has {len(study.trials)} trials")
+    return 0

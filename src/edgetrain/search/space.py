@@ -192,6 +192,28 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     return space
 
 
+def space_to_dict(space: SearchSpace) -> dict[str, Any]:
+    """The space as plain data (the TOML file's content), for a study's user attributes."""
+    genes = {}
+    for g in space.genes:
+        d: dict[str, Any] = {"choices": list(g.choices)}
+        if g.target == "spec":
+            d["paths"] = list(g.paths)
+        else:
+            d["target"] = g.target
+        if g.none is not None:
+            d["none"] = g.none
+        genes[g.name] = d
+    return {"name": space.name, "base": space.base, "description": space.description,
+            "genes": genes}  # fmt: skip
+
+
+def space_from_dict(raw: dict[str, Any], where: str) -> SearchSpace:
+    space = _parse(raw, where)
+    _check_builds(space, where)
+    return space
+
+
 def _space_text(name: str) -> tuple[str, str]:
     if name in shipped_spaces():
         res = resources.files("edgetrain.search").joinpath("spaces", f"{name}.toml")

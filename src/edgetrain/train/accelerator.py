@@ -2,16 +2,18 @@
 
 The engine never names a device or a dtype itself; it asks the `Accelerator` to place the model
 and each batch, to open the precision context, and to wait for queued work before a timer reads.
-Today there is one implementation, the CPU. A CUDA accelerator adds the same methods (pinned host
-memory and non-blocking copies in `batch`, `torch.cuda.synchronize` in `synchronize`, allocator
-peaks in `memory_stats`) without the loop changing.
+Two implementations: the CPU (`Accelerator`) and a CUDA GPU (`CudaAccelerator`: pinned host
+memory and non-blocking copies in `batch`, `torch.cuda.synchronize` in `synchronize`, the
+caching allocator's peaks in `memory_mb`, gradient scaling for fp16 in `backward` / `step`);
+the loop is the same for both. `resolve_accelerator` picks one from `--accelerator`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from torch import nn
 
 from edgetrain.errors import EdgeTrainError
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def available_cpus() -> int:
@@ -75,15 +77,19 @@ def cpu_supports_bf16() -> bool:
 
 @dataclass(frozen=True)
 class Accelerator:
-    """A compute device with a precision policy. `kind` is "cpu" (the only one so far)."""
+    """The CPU with a precision policy; `CudaAccelerator` is the same contract on a GPU."""
 
     kind: str = "cpu"
     precision: str = "fp32"  # fp32 | bf16 (autocast; losses and optimizer state stay fp32)
     channels_last: bool = True  # NHWC activations: faster on CPU, same numbers
 
     @property
+    def name(self) -> str:
+        return self.kind
+
+    @property
     def device(self) -> torch.device:
-        return torch.device(self.kind)
+        return torch.device(self.name)
 
     def place_model(self, model: nn.Module) -> nn.Module:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -96,23 +102,190 @@ class Accelerator:
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         return autocast_context(self.precision, self.kind)
 
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.step()
+
     def synchronize(self) -> None:
         """Wait for queued work (asynchronous devices), so a timer measures the work itself."""
+
+    def reset_peaks(self) -> None:
+        """Start a new window for `memory_mb`'s peaks (once per epoch)."""
+
+    def memory_mb(self) -> dict[str, float]:
+        """Device memory figures beyond process RSS (none on the CPU: RSS is everything)."""
+        return {}
+
+    def used_bytes(self, rss_bytes: int) -> int:
+        """What a memory budget is compared with: the process RSS on the CPU."""
+        return rss_bytes
+
+    def planning_baseline_bytes(self, model: nn.Module, rss_bytes: int) -> int:
+        """What training starts from, for the planner: the process RSS on the CPU."""
+        return rss_bytes
+
+    def describe(self) -> dict[str, Any]:
+        """What the record says about where training ran."""
+        return {"accelerator": self.name, "device_name": _cpu_name(), "unified_memory": None}
+
+
+@dataclass(frozen=True)
+class CudaAccelerator(Accelerator):
+    """A CUDA GPU: pinned host memory and non-blocking copies, device synchronisation before a
+    timer reads, the caching allocator's peaks per epoch, fp16 with gradient scaling."""
+
+    kind: str = "cuda"
+    index: int = 0
+    scaler: Any = field(default=None, compare=False)  # torch.amp.GradScaler for fp16
+
+    @property
+    def name(self) -> str:
+        return f"cuda:{self.index}"
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # from pinned (page-locked) memory the copy runs asynchronously with the step
+        return (
+            x.pin_memory().to(self.device, non_blocking=True),
+            y.pin_memory().to(self.device, non_blocking=True),
+        )
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            optimizer.step()
+            return
+        self.scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+        self.scaler.update()
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def reset_peaks(self) -> None:
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def memory_mb(self) -> dict[str, float]:
+        mb = 2**20
+        out = {
+            "gpu_peak_allocated_mb": torch.cuda.max_memory_allocated(self.device) / mb,
+            "gpu_peak_reserved_mb": torch.cuda.max_memory_reserved(self.device) / mb,
+        }
+        held = _nvml_process_bytes(self.index)
+        if held is not None:
+            out["gpu_process_mb"] = held / mb
+        return out
+
+    def used_bytes(self, rss_bytes: int) -> int:
+        # on a GPU the budget is device memory: the allocator's peak of this epoch
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+    def planning_baseline_bytes(self, model: nn.Module, rss_bytes: int) -> int:
+        # on the device, before the first step, training holds the weights and buffers
+        tensors = [*model.parameters(), *model.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def describe(self) -> dict[str, Any]:
+        props = torch.cuda.get_device_properties(self.index)
+        return {
+            "accelerator": self.name,
+            "device_name": props.name,
+            # Jetson: CPU and GPU share one RAM, so RSS and device allocations add up
+            "unified_memory": bool(getattr(props, "is_integrated", False)),
+        }
+
+
+def _nvml_process_bytes(index: int) -> int | None:
+    """Device memory this process holds (NVML, when pynvml is installed), else None."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        procs = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    except Exception:  # no pynvml, no driver access (Jetson has no NVML): leave it out
+        return None
+    used = [p.usedGpuMemory for p in procs if p.pid == os.getpid() and p.usedGpuMemory]
+    return int(sum(used)) if used else None
+
+
+def _cpu_name() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def autocast_context(precision: str, device_type: str = "cpu") -> contextlib.AbstractContextManager:
     if precision == "bf16":
         return torch.autocast(device_type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device_type, dtype=torch.float16)
     return contextlib.nullcontext()
 
 
-def resolve_accelerator(*, precision: str, channels_last: bool) -> Accelerator:
-    """The accelerator a run uses; refuses a precision this machine cannot run well."""
+def parse_accelerator(text: str) -> tuple[str, int]:
+    """ "auto" | "cpu" | "cuda" | "cuda:N" -> (kind, index), auto resolved here."""
+    m = _ACCEL.fullmatch(text)
+    if not m:
+        raise EdgeTrainError(f"--accelerator must be auto, cpu, cuda or cuda:N, got {text!r}")
+    if text == "auto":
+        return ("cuda", 0) if torch.cuda.is_available() else ("cpu", 0)
+    return ("cpu", 0) if text == "cpu" else ("cuda", int(m.group(1) or 0))
+
+
+def resolve_accelerator(
+    *, precision: str, channels_last: bool, accelerator: str = "cpu"
+) -> Accelerator:
+    """The accelerator a run uses; refuses a device that is not there and a precision the
+    device cannot run (well), each with one line saying what to use instead."""
     if precision not in PRECISIONS:
         raise EdgeTrainError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    kind, index = parse_accelerator(accelerator)
+    if kind == "cuda":
+        return _resolve_cuda(index, precision, channels_last)
+    if precision == "fp16":
+        raise EdgeTrainError(
+            "fp16 with gradient scaling runs on CUDA GPUs only; on the CPU use --precision fp32 "
+            "(or bf16 where the CPU has it natively)"
+        )
     if precision == "bf16" and not cpu_supports_bf16():
         raise EdgeTrainError(
             "this CPU has no native bf16 (avx512_bf16 or amx_bf16); emulated bf16 is slower "
             "than fp32. Use --precision fp32."
         )
     return Accelerator("cpu", precision, channels_last)
+
+
+def _resolve_cuda(index: int, precision: str, channels_last: bool) -> CudaAccelerator:
+    if not torch.cuda.is_available():
+        build = (
+            "a CPU-only build"
+            if torch.version.cuda is None
+            else f"built for CUDA {torch.version.cuda}"
+        )
+        raise EdgeTrainError(
+            f"--accelerator cuda: PyTorch sees no CUDA GPU here (torch {torch.__version__}, "
+            f"{build}); use --accelerator cpu"
+        )
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise EdgeTrainError(
+            f"--accelerator cuda:{index}: this machine has {count} GPU(s), 0..{count - 1}"
+        )
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        name = torch.cuda.get_device_name(index)
+        raise EdgeTrainError(
+            f"{name} has no bf16 (Volta and older: Jetson Xavier); use --precision fp16 "
+            "(autocast with gradient scaling) or fp32"
+        )
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    return CudaAccelerator("cuda", precision, channels_last, index, scaler)
+
+
+_ACCEL = re.compile(r"auto|cpu|cuda(?::(\d{1,3}))?")

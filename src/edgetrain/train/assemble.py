@@ -53,6 +53,9 @@ def assemble_record(
         val_accuracy_as_trained=_as_trained(history[-1]),
         bn_recalibration_images=len(state.calibration) if state.calibration else 0,
         precision=config.precision,
+        **state.accel.describe(),
+        **_device_memory(history),
+        training_footprint_mb=_footprint_mb(state, peak_above),
         **_memory_fields(history, footprint, peak_above),
         system_ram_permille=statistics.mean(permille),
         system_ram_permille_per_epoch=permille,
@@ -92,6 +95,25 @@ def _memory_fields(
         # the baseline already holds the weights: compare with what training adds on top
         "measured_over_analytic": peak_above_mb / above_weights if above_weights else None,
     }
+
+
+def _device_memory(history: list[dict[str, Any]]) -> dict[str, float | None]:
+    # GPU runs only: the largest per-epoch allocator peaks (None on the CPU)
+    return {
+        k: max((r[k] for r in history if r.get(k) is not None), default=None)
+        for k in ("gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "gpu_process_mb")
+    }
+
+
+def _footprint_mb(state: RunState, peak_above_mb: float) -> float:
+    """What training needs of the device's memory: RSS above baseline on the CPU and on a
+    unified-memory board (Jetson: CPU and GPU share RAM) RSS plus the device allocations; on a
+    discrete GPU the device allocations."""
+    gpu = _device_memory(state.history)["gpu_peak_allocated_mb"]
+    if gpu is None:
+        return peak_above_mb
+    unified = state.accel.describe().get("unified_memory")
+    return peak_above_mb + gpu if unified else gpu
 
 
 def _as_trained(row: dict[str, Any]) -> float | None:

@@ -67,6 +67,7 @@ def check_budget(state: RunState, epoch: int, step: int) -> None:
         return
     budget = int(state.config.memory_budget_mb * MB)
     rss = max(state.sampler.last_bytes, peak_rss_bytes() if state.hwm_ok else 0)
+    rss = state.accel.used_bytes(rss)  # on a GPU: the allocator's peak
     if rss <= budget:
         return
     state.run.save_state(
@@ -85,7 +86,8 @@ def check_budget(state: RunState, epoch: int, step: int) -> None:
         else ""
     )
     raise MemoryBudgetExceeded(
-        f"memory budget exceeded: RSS reached {rss / MB:.0f} MB of a {budget / MB:.0f} MB budget "
+        f"memory budget exceeded: {'RSS' if state.accel.kind == 'cpu' else 'device memory'} "
+        f"reached {rss / MB:.0f} MB of a {budget / MB:.0f} MB budget "
         f"at epoch {epoch + 1}, step {step + 1}; training stopped. {last}the state at the stop "
         f"is in {run.stopped}. The settings in {run.config} needed more than that: give a "
         "larger budget, or a smaller --micro-batch / --checkpointing."

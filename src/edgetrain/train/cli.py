@@ -77,7 +77,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         help="recompute each backbone block's activations in backward",
     )
-    m.add_argument("--precision", choices=["fp32", "bf16"])
+    m.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        help="fp32 (default); bf16 autocast where the CPU or GPU has it natively; fp16 "
+        "autocast with gradient scaling, CUDA GPUs only (Jetson Xavier)",
+    )
+    m.add_argument(
+        "--accelerator",
+        metavar="DEVICE",
+        help="auto (default: a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda, cuda:N",
+    )
+    m.add_argument(
+        "--bn-recalibration-images",
+        type=int,
+        metavar="N",
+        help="re-estimate BatchNorm statistics from N training images before every evaluation "
+        "(default 1024; 0: evaluate with the running averages as trained, as the paper)",
+    )
     m.add_argument(
         "--inplace-act",
         action=argparse.BooleanOptionalAction,
@@ -134,6 +151,8 @@ _FIELDS = [
     "micro_batch",
     "checkpointing",
     "precision",
+    "accelerator",
+    "bn_recalibration_images",
     "inplace_act",
     "init",
     "train_scope",
@@ -202,11 +221,15 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not args.stages:
         if args.out is None:
             raise EdgeTrainError("--resume needs --out RUN_DIR (the run to continue)")
-        given = [n for n in (*_FIELDS, "model_arg") if getattr(args, n, None) is not None]
+        given = [
+            n
+            for n in (*_FIELDS, "model_arg")
+            if getattr(args, n, None) is not None and n != "accelerator"
+        ]
         if given or args.config:
             raise EdgeTrainError(
-                "--resume continues a run with its saved config (only --memory-budget may "
-                "change); drop "
+                "--resume continues a run with its saved config (only --memory-budget and "
+                "--accelerator may change); drop "
                 + ", ".join("--" + n.replace("_", "-") for n in given or ["config"])
             )
         config = None
@@ -227,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         log=log,
         memory_budget_mb=budget_mb,
+        accelerator=args.accelerator if args.resume else None,
     )
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from edgetrain.errors import EdgeTrainError
 
 Optimizer = Literal["adam", "sgd"]
 Select = Literal["last", "best-val"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "fp16"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,10 @@ class RunConfig:
     # --- memory modes (each measurable alone) ---
     micro_batch: int | None = None  # split each batch into micro-batches of this size (grad accum.)
     checkpointing: bool = False  # recompute each backbone block's activations in backward
-    precision: Precision = "fp32"  # bf16: autocast on CPU where supported
+    precision: Precision = "fp32"  # bf16: autocast where native; fp16: CUDA, gradient scaling
+    # where training computes: auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda,
+    # cuda:N; what it resolved to is in the record (`accelerator`)
+    accelerator: str = "auto"
     inplace_act: bool = True  # activations after BatchNorm overwrite their input (where safe)
     # --- memory budget ---
     memory_budget_mb: float | None = None  # whole-process peak RSS the run must stay under
@@ -126,6 +130,10 @@ class RunConfig:
         if self.lr <= 0 or (self.bn_momentum is not None and self.bn_momentum <= 0):
             raise EdgeTrainError("lr and bn_momentum must be > 0")
         parse_scope(self.train_scope)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", self.accelerator):
+            raise EdgeTrainError(
+                f"accelerator must be auto, cpu, cuda or cuda:N, got {self.accelerator!r}"
+            )
 
 
 # sane limits on every number a user can type: (low, high, how to say it); None = not set

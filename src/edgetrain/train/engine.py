@@ -84,18 +84,23 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     memory_budget_mb: float | None = None,
+    accelerator: str | None = None,
 ) -> RunRecord:
     """Train `config` and write its run directory (see rundir.py for the files). With
     `resume=True`, continue the run in `out_dir` from its last checkpoint (its saved config
     wins; `memory_budget_mb` gives a stopped run a new budget, and it is planned anew). A
-    finished run is not trained again: its record is returned."""
+    finished run is not trained again: its record is returned. `accelerator` moves a resumed
+    run to another device (a checkpoint written on a GPU continues on the CPU, and back)."""
     run = RunDir(out_dir)
     feedback = Feedback(progress, log) if log else Feedback(progress)
     if resume and run.is_finished():
         feedback(f"{run} is already finished: nothing to resume")
         return run.load_record()
     config = _starting_config(config, run, resume, memory_budget_mb)
-    resolve_accelerator(precision=config.precision, channels_last=config.channels_last)
+    if resume and accelerator and accelerator != config.accelerator:
+        config = config.replace(accelerator=accelerator)
+        run.write_config(config)
+    _accelerator(config)  # a missing GPU or an unfit precision: refused before anything is written
     threads_warning = check_threads(config.threads)
     if threads_warning:
         print(threads_warning, file=sys.stderr)
@@ -113,6 +118,15 @@ def train(
             raise
         run_epochs(state)
         return finish(state)
+
+
+def _accelerator(config: RunConfig):
+    accel = resolve_accelerator(
+        precision=config.precision,
+        channels_last=config.channels_last,
+        accelerator=config.accelerator,
+    )
+    return accel
 
 
 def _starting_config(
@@ -158,12 +172,13 @@ def prepare(
     )
     if config.memory_budget_mb and not run.plan.exists():
         _release_freed_memory()
-        baseline = sampler.sample_now()
+        # the CPU: process RSS; a GPU: device memory (weights and buffers before a step)
+        baseline = _accelerator(config).planning_baseline_bytes(built.model, sampler.sample_now())
         config, plan = plan_memory(config, built.model, len(splits.classes), baseline)
         _keep_plan(run, config, plan, feedback)
     if config.checkpointing:
         enable_checkpointing(built.model)
-    accel = resolve_accelerator(precision=config.precision, channels_last=config.channels_last)
+    accel = _accelerator(config)
     model = accel.place_model(built.model)
     state = RunState(
         config=config,
@@ -295,6 +310,7 @@ def run_epochs(state: RunState) -> None:
         for epoch in range(state.start_epoch, config.epochs):
             set_train_mode(model, state.frozen)
             mark = state.sampler.mark(f"epoch {epoch + 1}")
+            accel.reset_peaks()
             totals, t_epoch = EpochTotals(), time.perf_counter()
             bar.start_epoch(epoch)
             for step, batch in enumerate(state.train_loader.epoch(epoch)):
@@ -405,6 +421,7 @@ def _end_epoch(
         "mean_rss_mb": window.mean_bytes / MB,
         "baseline_rss_mb": state.baseline_rss_mb,
         "system_ram_permille": system_ram_permille(),
+        **state.accel.memory_mb(),  # on a GPU: the allocator's peaks of this epoch
     }
     state.history.append(row)
     if state.config.select == "best-val" and val and val["accuracy"] > state.best_val_accuracy:
@@ -468,7 +485,7 @@ def finish(state: RunState) -> RunRecord:
     }
     if state.footprint is None:  # resumed after the last epoch: measure one step's anyway
         set_train_mode(state.model, state.frozen)
-        x, y = next(iter(state.train_loader.epoch(0)))
+        x, y = state.accel.batch(*next(iter(state.train_loader.epoch(0))))
         with state.accel.autocast():
             m = state.micro_batch
             fp = analytic_footprint(state.model, state.optimizer, x[:m], y[:m])

@@ -107,6 +107,8 @@ def _probe(
     sizes: tuple[int, int],
     repeat: int = 3,
 ) -> Probe:
+    # on a GPU, x, y and `base` are already there: the bytes counted are device memory
+    device_type = x.device.type
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     saved, blocks, times = [], [], []
     for m in sizes:
@@ -117,7 +119,7 @@ def _probe(
         xs, ys = x[:m].to(memory_format=fmt), y[:m]
         # what one training step saves for backward, with the mode on
         counter = SavedTensorsCounter(exclude=model)
-        with counter, autocast_context(precision):
+        with counter, autocast_context(precision, device_type):
             loss = F.cross_entropy(model(xs).float(), ys)
         loss.backward()
         saved.append(counter.saved_bytes)
@@ -126,7 +128,7 @@ def _probe(
         plain = copy.deepcopy(base).to(memory_format=fmt).train()
         attribution = _BlockSaved(plain)
         hooks = torch.autograd.graph.saved_tensors_hooks(attribution.pack, lambda t: t)
-        with hooks, autocast_context(precision):
+        with hooks, autocast_context(precision, device_type):
             out = plain(xs)
         attribution.close()
         blocks.append(attribution.largest())
@@ -135,9 +137,11 @@ def _probe(
         for _ in range(repeat + 2):  # the first calls warm up the kernels and the allocator
             model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
-            with autocast_context(precision):
+            with autocast_context(precision, device_type):
                 loss = F.cross_entropy(model(xs).float(), ys)
             loss.backward()
+            if device_type == "cuda":
+                torch.cuda.synchronize(x.device)
             ts.append(time.perf_counter() - t0)
         times.append(statistics.median(ts[2:]))
         del model, loss
@@ -233,12 +237,18 @@ def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
     if config.threads:
         torch.set_num_threads(config.threads)
     import edgetrain.train.engine  # noqa: F401  (the trainer's code: its imports count too)
+    from edgetrain.train.accelerator import resolve_accelerator
 
     model = build_model(config, request["num_classes"]).model
     built_rss = current_rss_bytes()  # the runtime and the weights, before any step
     r = config.resolution
     x = torch.randn(4, 3, r, r)
     y = torch.arange(4) % request["num_classes"]
+    accel = resolve_accelerator(
+        precision=config.precision, channels_last=False, accelerator=config.accelerator
+    )
+    if accel.kind != "cpu":  # probe where training will run
+        model, x, y = model.to(accel.device), x.to(accel.device), y.to(accel.device)
     probes = probe_settings(
         model, x, y, channels_last=config.channels_last, precisions=tuple(request["precisions"])
     )

@@ -66,6 +66,17 @@ class RunRecord:
     test_accuracy_as_trained: float | None = None
     val_accuracy_as_trained: float | None = None
     precision: str | None = None  # fp32 | bf16 (autocast) | fp16: what the steps computed in
+    # --- where it ran (the resolved --accelerator) ---
+    accelerator: str | None = None  # "cpu" or "cuda:N"
+    device_name: str | None = None  # the CPU's or the GPU's model name
+    # a GPU sharing the CPU's RAM (Jetson): its training footprint is RSS plus the allocations
+    unified_memory: bool | None = None
+    gpu_peak_allocated_mb: float | None = None  # max over epochs of the allocator's peaks
+    gpu_peak_reserved_mb: float | None = None  # what the caching allocator held from the driver
+    gpu_process_mb: float | None = None  # device memory this process held (NVML), if readable
+    # what training needs of the device's memory: peak_above_baseline_mb on the CPU, the GPU's
+    # peak allocations on a discrete GPU, their sum on a unified-memory board (Jetson)
+    training_footprint_mb: float | None = None
     # --- memory details ---
     ru_maxrss_mb: float | None = None  # the process's lifetime high-water mark (decode included)
     analytic_mb: float | None = None  # weights + grads + optimizer state + saved for backward

@@ -42,10 +42,10 @@ def train_step(
                 logits = model(xs)
             # loss on logits in fp32; sum / full batch so accumulated grads equal the batch mean
             loss = F.cross_entropy(logits.float(), ys, reduction="sum") / batch
-        loss.backward()
+        accel.backward(loss)  # scaled on a GPU in fp16
         total_loss += float(loss.detach()) * batch
         n_correct += int((logits.argmax(1) == ys).sum())
-    optimizer.step()
+    accel.step(optimizer)
     return total_loss / batch, n_correct
 
 
