@@ -54,6 +54,8 @@ def _fake_gpus(monkeypatch, count=1, bf16=True):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Xavier (fake)")
+    props = type("Props", (), {"is_integrated": True, "name": "Xavier (fake)"})()
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a: props)
 
 
 def test_out_of_range_gpu_index_is_refused(monkeypatch):
@@ -68,6 +70,9 @@ def test_bf16_on_a_gpu_without_it_points_to_fp16(monkeypatch):
         resolve_accelerator(precision="bf16", channels_last=True, accelerator="cuda")
     accel = resolve_accelerator(precision="fp32", channels_last=True, accelerator="cuda:0")
     assert isinstance(accel, CudaAccelerator) and accel.name == "cuda:0" and accel.scaler is None
+    assert accel.unified  # an integrated GPU: the budget counts RSS and allocations together
+    model = torch.nn.Linear(2, 2)  # 6 floats
+    assert accel.planning_baseline_bytes(model, rss_bytes=1000) == 1024
 
 
 class _Scaler:
@@ -157,3 +162,15 @@ def test_a_device_memory_budget_is_planned_and_guarded(tmp_path):
     assert plan["budget_mb"] == 2048 and plan["baseline_mb"] < 100  # weights, not RSS
     record = json.loads((out / "record.json").read_text())
     assert record["gpu_peak_allocated_mb"] <= 2048
+
+
+def test_jetson_profiles_train_on_their_gpu():
+    from edgetrain.train.budget import apply_device_profile
+    from edgetrain.train.config import RunConfig
+    from edgetrain.train.devices import load_device
+
+    assert load_device("jetson-xavier-nx-8gb").accelerator == "cuda"
+    assert load_device("raspberry-pi-4-4gb").accelerator == "cpu"
+    base = RunConfig(model="xception_lite", data="synthetic-pcb", device="jetson-orin-nano-8gb")
+    assert apply_device_profile(base).accelerator == "cuda"
+    assert apply_device_profile(base.replace(accelerator="cpu")).accelerator == "cpu"

@@ -139,6 +139,7 @@ class CudaAccelerator(Accelerator):
     kind: str = "cuda"
     index: int = 0
     scaler: Any = field(default=None, compare=False)  # torch.amp.GradScaler for fp16
+    unified: bool = False  # the GPU shares the CPU's RAM (Jetson)
 
     @property
     def name(self) -> str:
@@ -179,21 +180,23 @@ class CudaAccelerator(Accelerator):
         return out
 
     def used_bytes(self, rss_bytes: int) -> int:
-        # on a GPU the budget is device memory: the allocator's peak of this epoch
-        return int(torch.cuda.max_memory_allocated(self.device))
+        # on a GPU the budget is device memory: the allocator's peak of this epoch; on a
+        # unified-memory board RAM holds both, so the process RSS counts too
+        peak = int(torch.cuda.max_memory_allocated(self.device))
+        return peak + rss_bytes if self.unified else peak
 
     def planning_baseline_bytes(self, model: nn.Module, rss_bytes: int) -> int:
         # on the device, before the first step, training holds the weights and buffers
         tensors = [*model.parameters(), *model.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        weights = sum(t.numel() * t.element_size() for t in tensors)
+        return weights + rss_bytes if self.unified else weights
 
     def describe(self) -> dict[str, Any]:
-        props = torch.cuda.get_device_properties(self.index)
         return {
             "accelerator": self.name,
-            "device_name": props.name,
+            "device_name": torch.cuda.get_device_name(self.index),
             # Jetson: CPU and GPU share one RAM, so RSS and device allocations add up
-            "unified_memory": bool(getattr(props, "is_integrated", False)),
+            "unified_memory": self.unified,
         }
 
 
@@ -285,7 +288,8 @@ def _resolve_cuda(index: int, precision: str, channels_last: bool) -> CudaAccele
             "(autocast with gradient scaling) or fp32"
         )
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    return CudaAccelerator("cuda", precision, channels_last, index, scaler)
+    unified = bool(getattr(torch.cuda.get_device_properties(index), "is_integrated", False))
+    return CudaAccelerator("cuda", precision, channels_last, index, scaler, unified)
 
 
 _ACCEL = re.compile(r"auto|cpu|cuda(?::(\d{1,3}))?")

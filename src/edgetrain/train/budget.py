@@ -32,6 +32,8 @@ def apply_device_profile(config: RunConfig) -> RunConfig:
         changes["threads"] = dev.threads
     if config.memory_budget_mb is None:
         changes["memory_budget_mb"] = dev.budget_bytes / MB
+    if config.accelerator == "auto" and dev.accelerator != "cpu":
+        changes["accelerator"] = dev.accelerator
     return config.replace(**changes) if changes else config
 
 

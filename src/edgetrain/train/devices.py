@@ -24,6 +24,9 @@ class DeviceProfile:
     memory_bytes: int  # the device's RAM
     budget_bytes: int  # what the training process may use (whole-process peak RSS)
     threads: int
+    # where the board trains: "cpu", or "cuda" for a Jetson's GPU (its RAM is shared, so the
+    # budget holds the process RSS and the GPU's allocations together)
+    accelerator: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -32,6 +35,12 @@ class DeviceProfile:
 def shipped_devices() -> list[str]:
     files = resources.files("edgetrain") / "devices"
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".toml"))
+
+
+def _accelerator(value: object) -> str:
+    if value not in ("cpu", "cuda"):
+        raise ValueError(f"accelerator must be cpu or cuda, got {value!r}")
+    return str(value)
 
 
 def load_device(name_or_path: str) -> DeviceProfile:
@@ -59,6 +68,7 @@ def load_device(name_or_path: str) -> DeviceProfile:
             memory_bytes=parse_size(raw["memory"]),
             budget_bytes=parse_size(raw.get("budget", raw["memory"])),
             threads=threads,
+            accelerator=_accelerator(raw.get("accelerator", "cpu")),
         )
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise EdgeTrainError(f"bad device profile {name_or_path}: {exc!r}") from None
