@@ -20,7 +20,7 @@ from edgetrain.train.record import RunRecord
 
 TINY_SPACE = str(Path(__file__).with_name("tiny-space.toml"))
 DATA = "synthetic-pcb:per_class=10,size=32"
-PROTOCOL = ["--set", "run.resolution=32", "--set", "run.epochs=2", "--set", "run.threads=1",
+PROTOCOL = ["--set", "run.resolution=32", "--set", "run.epochs=1", "--set", "run.threads=1",
             "--set", "run.latency_repeat=1", "--set", "run.bn_recalibration_images=16"]  # fmt: skip
 
 

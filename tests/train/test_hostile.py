@@ -99,7 +99,7 @@ def test_torch_write_failure_becomes_an_os_error(tmp_path, monkeypatch):
         ("epochs", True, "'epochs' must be an integer"),
         ("lr", "fast", "'lr' must be a finite number"),
         ("channels_last", 1, "'channels_last' must be true or false"),
-        ("precision", "fp16", "'precision' must be one of"),
+        ("precision", "fp64", "'precision' must be one of"),
         ("model_args", [1], "'model_args' must be a mapping"),
         ("momentum", -5, "momentum must be in"),
         ("seed", -1, "seed must be"),

@@ -134,14 +134,32 @@ def test_plan_picks_fastest_fitting_and_predictions_order():
     # recomputes costs about as much again, so only the saved part is compared)
     plain, ckpt = sorted(_PROBES["probes"], key=lambda p: p.checkpointing)
     assert ckpt.saved_at(8) < plain.saved_at(8) / 2
-    assert roomy.chosen == min(roomy.candidates, key=lambda c: c.predicted_step_s)
+    plain_only = [c for c in roomy.candidates if not c.checkpointing]
+    assert roomy.chosen == min(plain_only, key=lambda c: c.predicted_step_s)
     peaks = sorted(c.predicted_peak_mb for c in roomy.candidates)
     budget_mb = (peaks[0] + peaks[-1]) / 2
     tight = _plan(int(budget_mb * 2**20))
     fitting = [c for c in tight.candidates if c.predicted_peak_mb <= budget_mb]
     assert tight.chosen.fits and tight.chosen.predicted_peak_mb <= budget_mb
-    assert tight.chosen.predicted_step_s == min(c.predicted_step_s for c in fitting)
+    plain_fit = {(c.micro_batch, c.precision) for c in fitting if not c.checkpointing}
+    worth = [
+        c for c in fitting if not (c.checkpointing and (c.micro_batch, c.precision) in plain_fit)
+    ]
+    assert tight.chosen.predicted_step_s == min(c.predicted_step_s for c in worth)
     assert any(not c.fits for c in tight.candidates)
+
+
+def test_checkpointing_is_not_chosen_when_the_same_setting_fits_without_it():
+    mib = 2**20
+    # timing noise made checkpointing look faster than plain training
+    plain = _fake_probe(False, (200 * mib, 400 * mib), (60 * mib, 120 * mib), (1.0, 1.8))
+    ckpt = _fake_probe(True, (20 * mib, 40 * mib), (60 * mib, 120 * mib), (0.9, 1.6))
+    kw = dict(baseline_bytes=0, batch_size=8, fixed_bytes=0)
+    roomy = make_plan([plain, ckpt], budget_bytes=2**40, **kw)
+    assert not roomy.chosen.checkpointing
+    # where plain training does not fit, checkpointing is what fits
+    tight = make_plan([plain, ckpt], budget_bytes=500 * mib, **kw)
+    assert tight.chosen.checkpointing and tight.chosen.micro_batch == 8
 
 
 def test_plan_refuses_impossible_budget():

@@ -83,6 +83,14 @@ def fixed_training_bytes(trainable_bytes: int, optimizer: str, momentum: float) 
     return trainable_bytes * (1 + states + temps)
 
 
+def _worth_choosing(fitting: list[Candidate]) -> list[Candidate]:
+    """Checkpointing recomputes the forward pass, so it is never faster than the same micro-batch
+    and precision without it, whatever the probes' timing noise says: keep it only where that
+    setting does not fit (the probes' noise once picked checkpointing under a roomy budget)."""
+    plain = {(c.micro_batch, c.precision) for c in fitting if not c.checkpointing}
+    return [c for c in fitting if not (c.checkpointing and (c.micro_batch, c.precision) in plain)]
+
+
 def make_plan(
     probes: list[Probe],
     *,
@@ -111,7 +119,7 @@ def make_plan(
                 Candidate(m, p.checkpointing, p.precision, peak / MB, step, peak <= budget_bytes)
             )
     candidates.sort(key=lambda c: c.predicted_step_s)
-    fitting = [c for c in candidates if c.fits]
+    fitting = _worth_choosing([c for c in candidates if c.fits])
     if not fitting:
         best = min(candidates, key=lambda c: c.predicted_peak_mb)
         raise EdgeTrainError(
