@@ -147,3 +147,82 @@ def test_baseline_model_learns_the_offset():
     b.learn(300.0, 450.0)
     b.learn(320.0, 470.0)
     assert b.predict(300.0) == pytest.approx(450.0)
+
+
+def test_failure_limit_stops_the_study():
+    from optuna.trial import TrialState
+
+    from edgetrain.search.run import _FailureLimit
+
+    limit = _FailureLimit(limit=3)
+
+    class _Study:  # study.stop() works only inside optimize(); the callback's call is what counts
+        stopped = False
+
+        def stop(self):
+            self.stopped = True
+
+    study = _Study()
+
+    class _T:
+        def __init__(self, state):
+            self.state, self.system_attrs = state, {"fail_reason": "boom"}
+
+    for state in (TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL):
+        limit(study, _T(state))
+    assert not limit.stopped  # a success in between resets the count
+    limit(study, _T(TrialState.FAIL))
+    limit(study, _T(TrialState.FAIL))
+    assert limit.stopped and study.stopped and limit.last_error == "boom"
+
+
+def _trained(study, spec_id, val_acc, mem_mb):
+    record = {"val_accuracy": val_acc, "peak_above_baseline_mb": mem_mb, "status": "finished"}
+    study.add_trial(optuna.trial.create_trial(
+        values=[mem_mb, val_acc], user_attrs={"record": record, "spec_id": spec_id},
+    ))  # fmt: skip
+
+
+def test_candidates_rank_by_accuracy_whatever_the_objective_order():
+    from edgetrain.search.final import candidates
+
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    _trained(study, "xc-a", 0.90, 100.0)
+    _trained(study, "xc-b", 0.97, 300.0)
+    _trained(study, "xc-c", 0.80, 400.0)  # dominated by xc-b
+    picks = candidates(study, ("memory", "accuracy"), top=3)
+    assert [t.user_attrs["spec_id"] for t in picks] == ["xc-b", "xc-a"]
+
+
+def test_a_resumed_search_must_search_the_same():
+    from edgetrain.errors import EdgeTrainError
+    from edgetrain.search.run import _check_same_search
+
+    study = optuna.create_study()
+    study.set_user_attr("search", {"space_def": 1, "protocol": {"epochs": 6}, "budget_mb": 1024,
+                                   "objectives": ["accuracy"], "trials": 10})  # fmt: skip
+    same = {"space_def": 1, "protocol": {"epochs": 6}, "budget_mb": 1024,
+            "objectives": ["accuracy"], "trials": 40}  # fmt: skip
+    _check_same_search(study, same)  # only the trial count grew
+    with pytest.raises(EdgeTrainError, match="budget_mb differ"):
+        _check_same_search(study, {**same, "budget_mb": 512})
+
+
+def test_the_trainer_waits_for_the_watchers_verdict(tmp_path):
+    import threading
+    import time
+
+    from edgetrain.train.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    t0 = time.monotonic()
+    run.wait_for_verdict(1, timeout_s=5)  # no watcher: no wait
+    assert time.monotonic() - t0 < 1
+    run.acknowledge_epoch(0)
+    threading.Timer(0.3, lambda: run.request_stop("dominated")).start()
+    run.wait_for_verdict(1, timeout_s=5)
+    assert run.stop_requested() == "dominated"
+    run.acknowledge_epoch(1)
+    t0 = time.monotonic()
+    run.wait_for_verdict(1, timeout_s=5)  # judged already
+    assert time.monotonic() - t0 < 1

@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "to resume; `edgetrain worker --storage URL --study NAME` on other machines joins in.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="dataset reference (needs a validation split)")
-    budget = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--data", help="dataset reference (needs a validation split); required")
+    budget = p.add_mutually_exclusive_group()
     budget.add_argument("--memory-budget", metavar="SIZE", help="whole-process peak, e.g. 1GiB")
     budget.add_argument("--device", metavar="PROFILE", help="a device profile's budget")
     p.add_argument("--space", default="xception-family", help="a shipped space or a TOML file")
@@ -50,9 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-margin", type=float, default=0.02, help="early-stopping margin")
     p.add_argument("--stop-after", type=int, default=2, help="earliest epoch to stop a trial at")
     p.add_argument("--accelerator", metavar="DEVICE", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--out", type=Path, help="output folder (default: runs/search-SPACE)")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite in --out)")
-    p.add_argument("--study", help="study name (default: search-SPACE)")
+    p.add_argument("--out", type=Path, help="output folder; runs/search-SPACE when not given")
+    p.add_argument("--storage", help="Optuna storage URL; a SQLite file in --out when not given")
+    p.add_argument("--study", help="study name; search-SPACE when not given")
     p.add_argument(
         "--set", action="append", metavar="run.KEY=VALUE",
         help="change the trials' protocol, e.g. --set run.epochs=8 --set run.resolution=96",
@@ -82,6 +82,10 @@ def request_from_args(args: argparse.Namespace):
     from edgetrain.search.study import SAMPLERS, parse_objectives
     from edgetrain.train.devices import load_device
 
+    if not args.data:
+        raise EdgeTrainError("which data? give --data REF (with a validation split)")
+    if not (args.memory_budget or args.device):
+        raise EdgeTrainError("which budget? give --memory-budget SIZE or --device PROFILE")
     space = load_space(args.space)
     budget_mb = (
         parse_size(args.memory_budget) / MB
@@ -113,6 +117,16 @@ def _overrides(args: argparse.Namespace) -> dict:
     if args.accelerator:
         overrides["accelerator"] = args.accelerator
     return overrides
+
+
+def _children_cpu_s() -> float:
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return cpu.ru_utime + cpu.ru_stime
+
+
+def _point(trial) -> str:
+    r = trial.user_attrs["record"]
+    return f"{trial.user_attrs['spec_id']} ({r['val_accuracy']:.3f}, {r['peak_above_baseline_mb']:.0f} MB)"
 
 
 def _check_ranges(args: argparse.Namespace) -> None:
@@ -156,13 +170,16 @@ def run(args: argparse.Namespace) -> int:
             f"{c['infeasible']} infeasible, {c['stopped_early']} stopped early, "
             f"{c['repeats']} repeats — {(time.monotonic() - t0) / 60:.1f} min"
         )
+        front = candidates(study, req.objectives, top=8)
+        console.print("  validation front: " + ", ".join(_point(t) for t in front))
 
     search_loop(req, search, study, on_trial)
     final_records = None
     if req.final_seeds > 0:
         picks = candidates(study, req.objectives, req.top)
         if not picks:
-            raise EdgeTrainError("no trial trained: nothing to re-train (see the search report)")
+            path = write_report(req.out, study, None, _children_cpu_s())
+            raise EdgeTrainError(f"no trial trained: nothing to re-train (see {path})")
         exp = final_experiment(
             search, picks, req.baselines, req.final_seeds, f"{study.study_name}-final"
         )
@@ -173,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
         final_records = records_from_study(
             open_study(study._storage, f"{study.study_name}-final", create=False)
         )
-    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    path = write_report(req.out, study, final_records, cpu.ru_utime + cpu.ru_stime)
+    path = write_report(req.out, study, final_records, _children_cpu_s())
     console.print(f"report: {path}")
     return 0

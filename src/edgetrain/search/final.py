@@ -36,6 +36,10 @@ def trained_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     ]
 
 
+def val_accuracy(trial: Any) -> float:
+    return float(trial.user_attrs["record"].get("val_accuracy") or 0.0)
+
+
 def candidates(study: optuna.Study, objectives: tuple[str, ...], top: int) -> list[Any]:
     """The `top` trials of the validation front, the most accurate first (distinct specs)."""
     trials = [t for t in trained_trials(study) if t.values and all(np.isfinite(t.values))]
@@ -44,7 +48,7 @@ def candidates(study: optuna.Study, objectives: tuple[str, ...], top: int) -> li
     dirs = ["max" if OBJECTIVES[o][1] == "maximize" else "min" for o in objectives]
     front = non_dominated(np.array([t.values for t in trials]), dirs)
     ranked = sorted(
-        (t for t, on in zip(trials, front, strict=True) if on), key=lambda t: -t.values[0]
+        (t for t, on in zip(trials, front, strict=True) if on), key=lambda t: -val_accuracy(t)
     )
     seen, out = set(), []
     for t in ranked:

@@ -21,7 +21,7 @@ from edgetrain.fileio import atomic_write_text
 from edgetrain.report.pareto import hypervolume, non_dominated
 from edgetrain.report.tables import summarize
 from edgetrain.search.early_stop import epochs_saved
-from edgetrain.search.final import trained_trials
+from edgetrain.search.final import trained_trials, val_accuracy
 
 _FRONT_KEYS = ("test_accuracy", "peak_above_baseline_mb")
 _DIRS = ("max", "min")
@@ -125,7 +125,7 @@ def _trials_lines(study: optuna.Study) -> list[str]:
         "| trial | spec | val acc | peak − baseline (MB) | s / epoch | params | MACs (M) | status |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    trained = sorted(trained_trials(study), key=lambda t: -(t.values or [0])[0])
+    trained = sorted(trained_trials(study), key=lambda t: -val_accuracy(t))
     for t in trained[:30]:
         r = t.user_attrs["record"]
         lines.append(

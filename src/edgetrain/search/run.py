@@ -120,12 +120,14 @@ def _check_budget(search: Search, emit) -> None:
 
 def open_search_study(req: SearchRequest, search: Search) -> optuna.Study:
     storage = open_storage(req.storage or f"sqlite:///{(req.out / 'search.db').resolve()}")
-    sampler = make_sampler(req.sampler, req.seed, len(req.objectives))
     with study_lock(storage, req.study_name):
         study = optuna.create_study(
             storage=storage, study_name=req.study_name, directions=search.directions,
-            sampler=sampler, load_if_exists=True,
+            sampler=make_sampler(req.sampler, req.seed, len(req.objectives)), load_if_exists=True,
         )  # fmt: skip
+    if study.trials:  # resumed: a fresh random stream, not the first generation again
+        study.sampler = make_sampler(req.sampler, req.seed + len(study.trials), len(req.objectives))
+    _check_same_search(study, describe(req, search))
     if list(study.directions) != [
         optuna.study.StudyDirection[d.upper()] for d in search.directions
     ]:
@@ -134,6 +136,21 @@ def open_search_study(req: SearchRequest, search: Search) -> optuna.Study:
         )
     study.set_user_attr("search", describe(req, search))
     return study
+
+
+def _check_same_search(study: optuna.Study, now: dict[str, Any]) -> None:
+    """A resumed study must search what it searched before (the trial count may grow)."""
+    before = study.user_attrs.get("search")
+    if not isinstance(before, dict):
+        return
+    keys = ("space_def", "protocol", "budget_mb", "objectives")
+    changed = [k for k in keys if before.get(k) != now.get(k)]
+    if changed:
+        raise EdgeTrainError(
+            f"study {study.study_name!r} searched with other settings ({', '.join(changed)} "
+            "differ); resume it with the same command, or start a new one with another --study "
+            "or --out"
+        )
 
 
 def describe(req: SearchRequest, search: Search) -> dict[str, Any]:
@@ -182,13 +199,41 @@ def search_loop(req: SearchRequest, search: Search, study: optuna.Study, on_tria
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if done >= req.trials:
         return
+    failures = _FailureLimit()
     study.optimize(
         lambda t: objective(search, t),
         timeout=req.time_budget_s,
-        callbacks=[MaxTrialsCallback(req.trials, states=(TrialState.COMPLETE,)), on_trial],
+        callbacks=[
+            MaxTrialsCallback(req.trials, states=(TrialState.COMPLETE,)),
+            on_trial,
+            failures,
+        ],
         catch=(EdgeTrainError,),
         gc_after_trial=True,
     )
+    if failures.stopped:
+        raise EdgeTrainError(
+            f"{failures.limit} trials in a row failed; the last: {failures.last_error}. "
+            "The search stopped: fix the cause (see the run directories' train.log) and run "
+            "the same command again to go on"
+        )
+
+
+class _FailureLimit:
+    """Stops the study after `limit` failed trials in a row (a broken setting fails them all)."""
+
+    def __init__(self, limit: int = 3) -> None:
+        self.limit, self.in_a_row, self.stopped, self.last_error = limit, 0, False, ""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != TrialState.FAIL:
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        self.last_error = str(trial.system_attrs.get("fail_reason", "unknown"))[:300]
+        if self.in_a_row >= self.limit:
+            self.stopped = True
+            study.stop()
 
 
 def elapsed(t0: float) -> str:

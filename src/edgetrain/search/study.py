@@ -15,8 +15,10 @@ record (the RunRecord dict of a trained trial), duplicate_of, error.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,9 @@ def parse_objectives(text: str) -> tuple[str, ...]:
 # Optuna >= 5 reads constraints a trial sets itself (`Trial.set_constraint`); before, a sampler
 # takes a `constraints_func`. Both see the same number: predicted peak minus budget, MB.
 _TRIAL_CONSTRAINTS = hasattr(Trial, "set_constraint")
+# a trial retried after a crash inherits its genome's constraint; the one set again is the same
+# genome's prediction (set once per process: catching warnings per call is not thread-safe)
+warnings.filterwarnings("ignore", message="The constraint value is ignored", category=UserWarning)
 
 
 def make_sampler(name: str, seed: int, objectives: int) -> optuna.samplers.BaseSampler:
@@ -144,10 +149,12 @@ def objective(search: Search, trial: Trial) -> list[float]:
         g.name: trial.suggest_categorical(g.name, list(g.choices)) for g in search.space.genes
     }
     config = search.config_for(genome)
-    for key, value in (("genome", genome), ("spec_id", config.model), ("run_id", config.id)):
-        trial.set_user_attr(key, value)
+    for name, value in (("genome", genome), ("spec_id", config.model), ("run_id", config.id)):
+        trial.set_user_attr(name, value)
     trial.set_user_attr("spec", config.model_args)
-    twin = _finished_twin(trial.study, config.id, trial.number)
+    twin = _finished_twin(
+        search.space, trial.study, _genome_key(search.space, genome), trial.number
+    )
     if twin is not None:  # proposed again: the values are known, nothing trains
         for key in ("record", "prediction", "infeasible"):
             if key in twin.user_attrs:
@@ -156,9 +163,12 @@ def objective(search: Search, trial: Trial) -> list[float]:
         trial.set_user_attr("duplicate_of", twin.number)
         search.emit(f"trial {trial.number}: {config.model} again (as trial {twin.number})")
         return list(twin.values)
-    prediction, model_rss_mb = predict(
-        config, search.num_classes, search.budget_mb, search.baseline
-    )
+    try:
+        prediction, model_rss_mb = predict(
+            config, search.num_classes, search.budget_mb, search.baseline
+        )
+    except EdgeTrainError as exc:  # the probe cannot train it: as good as infeasible
+        return _unpredictable(search, trial, config, str(exc))
     trial.set_user_attr("prediction", prediction.to_dict())
     _set_constraint(trial, prediction.predicted_peak_mb - search.budget_mb)
     if not prediction.feasible:
@@ -174,10 +184,36 @@ def objective(search: Search, trial: Trial) -> list[float]:
     return search.values_of(record)
 
 
-def _finished_twin(study: optuna.Study, run_id: str, number: int) -> FrozenTrial | None:
+UNPREDICTABLE_MB = 1e9  # the constraint of a genome whose probe failed: far over any budget
+
+
+def _unpredictable(search: Search, trial: Trial, config: RunConfig, error: str) -> list[float]:
+    trial.set_user_attr("infeasible", True)
+    trial.set_user_attr("error", error)
+    _set_constraint(trial, UNPREDICTABLE_MB)
+    search.emit(f"trial {trial.number}: {config.model} cannot be probed ({error}): not trained")
+    return [0.0 if o == "accuracy" else UNPREDICTABLE_MB for o in search.objectives]
+
+
+def _genome_key(space: SearchSpace, genome: dict[str, Any]) -> str:
+    """What a genome computes, the same on every machine and in every edgetrain version (a run
+    config's id also holds this machine's data path and the config's fields)."""
+    spec_id = space.spec_of(genome).id
+    return json.dumps([spec_id, space.run_fields(genome)], sort_keys=True)
+
+
+def _finished_twin(
+    space: SearchSpace, study: optuna.Study, key: str, number: int
+) -> FrozenTrial | None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.number != number and t.user_attrs.get("run_id") == run_id:
-            return t
+        genome = t.user_attrs.get("genome")
+        if t.number == number or not isinstance(genome, dict):
+            continue
+        try:
+            if _genome_key(space, genome) == key:
+                return t
+        except EdgeTrainError:  # a genome of another space version: not ours to compare
+            continue
     return None
 
 
@@ -202,7 +238,7 @@ class _StopWatcher:
     """Polls the run's history.csv; after each new epoch, asks the run to stop when a finished
     trial dominates it (early_stop.dominated_by)."""
 
-    def __init__(self, search: Search, study: optuna.Study, run: RunDir, poll_s: float = 2.0):
+    def __init__(self, search: Search, study: optuna.Study, run: RunDir, poll_s: float = 0.5):
         self.search, self.study, self.run, self.poll_s = search, study, run, poll_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="edgetrain-stop")
@@ -215,15 +251,21 @@ class _StopWatcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.run.watch_file.unlink(missing_ok=True)  # a later plain resume waits for no one
 
     def _loop(self) -> None:
         from edgetrain.bench.progress import read_history
 
+        self.run.acknowledge_epoch(0)  # the trainer waits for a verdict after every epoch
         while not self._stop.wait(self.poll_s):
             rows = read_history(self.run)
             if len(rows) > self._seen:
                 self._seen = len(rows)
-                self._check(rows)
+                try:
+                    self._check(rows)
+                except Exception as exc:  # a locked database: this epoch goes unjudged
+                    self.search.emit(f"{self.run.path.name}: early-stopping check failed: {exc}")
+                self.run.acknowledge_epoch(len(rows))
 
     def _check(self, rows: list[dict[str, Any]]) -> None:
         acc = rows[-1].get("val_accuracy")

@@ -126,6 +126,13 @@ class Accelerator:
         """What training starts from, for the planner: the process RSS on the CPU."""
         return rss_bytes
 
+    def state_dict(self) -> dict[str, Any]:
+        """Device state a checkpoint needs for an exact resume (none on the CPU)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`; state from another kind of device is left out."""
+
     def describe(self) -> dict[str, Any]:
         """What the record says about where training ran."""
         return {"accelerator": self.name, "device_name": _cpu_name(), "unified_memory": None}
@@ -190,6 +197,20 @@ class CudaAccelerator(Accelerator):
         tensors = [*model.parameters(), *model.buffers()]
         weights = sum(t.numel() * t.element_size() for t in tensors)
         return weights + rss_bytes if self.unified else weights
+
+    def state_dict(self) -> dict[str, Any]:
+        # dropout on the GPU draws from the CUDA generator; fp16's loss scale evolves per step
+        state: dict[str, Any] = {"kind": "cuda", "rng": torch.cuda.get_rng_state(self.device)}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != "cuda":
+            return
+        torch.cuda.set_rng_state(state["rng"], self.device)
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
     def describe(self) -> dict[str, Any]:
         return {

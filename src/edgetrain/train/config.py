@@ -98,9 +98,11 @@ class RunConfig:
 
     @property
     def id(self) -> str:
-        """Canonical id of what the run computes (not how many threads compute it)."""
+        """Canonical id of what the run computes (not how many threads compute it, nor on which
+        device: a run may move between devices on resume)."""
         d = self.to_dict()
         d.pop("threads")
+        d.pop("accelerator")
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return "run-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -99,6 +99,9 @@ def train(
     config = _starting_config(config, run, resume, memory_budget_mb)
     if resume and accelerator and accelerator != config.accelerator:
         config = config.replace(accelerator=accelerator)
+        _accelerator(config)  # refused before the run directory changes
+        if config.memory_budget_mb:  # a budget means RSS on the CPU, device memory on a GPU
+            config = run.forget_plan(config)
         run.write_config(config)
     _accelerator(config)  # a missing GPU or an unfit precision: refused before anything is written
     threads_warning = check_threads(config.threads)
@@ -256,6 +259,9 @@ def _restore(state: RunState) -> None:
         load_plain_state_dict(state.model, saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng_torch"])
+        device_state = saved.get("device_state")
+        if isinstance(device_state, dict):
+            state.accel.load_state_dict(device_state)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
         raise EdgeTrainError(
@@ -333,6 +339,8 @@ def run_epochs(state: RunState) -> None:
             row = _end_epoch(state, epoch, mark, totals, time.perf_counter() - t_epoch)
             bar.end_epoch(row)
             state.feedback(_epoch_line(row, config.epochs))
+            if epoch + 1 < config.epochs:
+                state.run.wait_for_verdict(epoch + 1)  # an early-stopping watcher, if any
             reason = state.run.stop_requested()
             if reason and epoch + 1 < config.epochs:
                 state.feedback(f"stopping after epoch {epoch + 1} as requested: {reason}")
@@ -443,6 +451,7 @@ def _save_checkpoint(state: RunState, epoch: int) -> None:
             "model": plain_state_dict(state.model),
             "optimizer": state.optimizer.state_dict(),
             "rng_torch": torch.get_rng_state(),
+            "device_state": state.accel.state_dict(),  # CUDA RNG and fp16 loss scale on a GPU
             "epoch": epoch + 1,
             "history": state.history,
             "best_val_accuracy": state.best_val_accuracy,

@@ -242,6 +242,7 @@ def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
     model = build_model(config, request["num_classes"]).model
     built_rss = current_rss_bytes()  # the runtime and the weights, before any step
     r = config.resolution
+    macs = count_macs(model, r)  # on the CPU, where count_macs makes its input
     x = torch.randn(4, 3, r, r)
     y = torch.arange(4) % request["num_classes"]
     accel = resolve_accelerator(
@@ -260,7 +261,7 @@ def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
         "trainable_bytes": sum(
             p.numel() * p.element_size() for p in model.parameters() if p.requires_grad
         ),
-        "macs": count_macs(model, r),
+        "macs": macs,
     }
 
 

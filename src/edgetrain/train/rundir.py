@@ -14,6 +14,8 @@ a file name:
     history.csv            one row per epoch
     stop.json              a request from outside (an architecture search) to end training
                            after the current epoch, with its reason
+    watch.json             the last epoch the process deciding on stop.json has judged: while
+                           it exists, training waits (briefly) for the verdict on each epoch
     progress.json          the current epoch and step (loss, images/s, RSS), rewritten every few
                            seconds, so a parent process can show a long epoch's progress
     rss.csv                process RSS samples over training (t_s, rss_mb, epoch)
@@ -66,6 +68,7 @@ class RunDir:
     best = property(lambda self: self.path / "best.pt")
     tested = property(lambda self: self.path / "tested.pt")
     stop_file = property(lambda self: self.path / "stop.json")
+    watch_file = property(lambda self: self.path / "watch.json")
     stopped = property(lambda self: self.path / "stopped.pt")
     history = property(lambda self: self.path / "history.csv")
     progress = property(lambda self: self.path / "progress.json")
@@ -165,7 +168,9 @@ class RunDir:
         if not history:
             return
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(history[0]), lineterminator="\n")
+        # every key of every row (a GPU figure may appear only in later epochs), in first-seen order
+        fields = list(dict.fromkeys(k for row in history for k in row))
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for row in history:
             writer.writerow({k: row.get(k) for k in writer.fieldnames})
@@ -195,6 +200,23 @@ class RunDir:
         """Ask the process training here to finish after its current epoch (tested and recorded
         as usual, status "stopped_early")."""
         _write_json(self.stop_file, {"reason": reason, "t": time.time()})
+
+    def acknowledge_epoch(self, epoch: int) -> None:
+        """The watcher has judged `epoch` (0: it is watching, nothing judged yet)."""
+        _write_json(self.watch_file, {"epoch": epoch})
+
+    def wait_for_verdict(self, epoch: int, timeout_s: float = 15.0) -> None:
+        """When a watcher is present, wait until it has judged `epoch` (or `timeout_s`), so that
+        a stop request for this epoch is not read one epoch late."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.watch_file.exists():
+            try:
+                judged = int(json.loads(self.watch_file.read_text(encoding="utf-8"))["epoch"])
+            except (OSError, ValueError, KeyError, TypeError):
+                judged = -1  # being rewritten: read again
+            if judged >= epoch or self.stop_file.exists():
+                return
+            time.sleep(0.1)
 
     def stop_requested(self) -> str | None:
         """The reason of a stop request, or None."""
