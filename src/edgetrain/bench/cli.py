@@ -57,10 +57,12 @@ def _register_worker(sub: argparse._SubParsersAction) -> None:
     w = _command(
         sub,
         "worker",
-        "run cells of a shared study until its queue is empty",
+        "run cells of a shared bench study, or trials of a shared search",
         "Pop waiting cells of a study (enqueued by `edgetrain bench --storage URL`) and run "
         "them, each in a fresh process. Stays while other workers' cells run, so a cell whose "
-        "worker died is retried here.",
+        "worker died is retried here. On a study of `edgetrain search`, propose and train its "
+        "trials until the search's trial count is reached (--data search=REF: this machine's "
+        "path to the data).",
     )
     w.add_argument("--storage", required=True, help="Optuna storage URL, e.g. postgresql://...")
     w.add_argument("--study", required=True, help="the study's name")
