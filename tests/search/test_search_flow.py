@@ -226,3 +226,17 @@ def test_the_trainer_waits_for_the_watchers_verdict(tmp_path):
     t0 = time.monotonic()
     run.wait_for_verdict(1, timeout_s=5)  # judged already
     assert time.monotonic() - t0 < 1
+
+
+def test_a_resumed_search_learns_the_baseline_from_its_trials():
+    from edgetrain.search.study import learn_baseline
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for model_rss, measured in ((300.0, 420.0), (310.0, 432.0)):
+        study.add_trial(optuna.trial.create_trial(values=[0.9, 100.0], user_attrs={
+            "prediction": {"model_rss_mb": model_rss}, "record": {"baseline_rss_mb": measured},
+        }))  # fmt: skip
+    search = Search(load_space(TINY_SPACE), RunConfig(model="xception_lite", data=DATA), 500.0,
+                    ("accuracy", "memory"), Path("."), 6, 48, BaselineModel(10.0))  # fmt: skip
+    assert learn_baseline(search, study) == 2
+    assert search.baseline.predict(300.0) == pytest.approx(300.0 + 10.0 + 111.0)

@@ -120,7 +120,7 @@ def _trials_lines(study: optuna.Study) -> list[str]:
         f"{c['complete']} complete: {c['trained']} trained, {c['infeasible']} infeasible "
         f"(predicted over budget, never trained), {c['repeats']} repeats of a trained genome; "
         f"{c['stopped_early']} stopped early (dominated), saving {c['epochs_saved']} epochs; "
-        f"{c['failed']} failed.",
+        f"{c['failed']} failed (a crashed or interrupted trial is retried as a new one).",
         "",
         "| trial | spec | val acc | peak − baseline (MB) | s / epoch | params | MACs (M) | status |",
         "|---|---|---|---|---|---|---|---|",

@@ -28,7 +28,7 @@ from edgetrain.data import resolve
 from edgetrain.errors import EdgeTrainError
 from edgetrain.search.feasibility import BaselineModel, data_bytes, predict
 from edgetrain.search.space import SearchSpace, space_from_dict, space_to_dict
-from edgetrain.search.study import Search, make_sampler, objective
+from edgetrain.search.study import Search, learn_baseline, make_sampler, objective
 from edgetrain.train.config import RunConfig
 
 # The trials' protocol unless `--set run.KEY=VALUE` says otherwise: sized for a search on a small
@@ -135,6 +135,7 @@ def open_search_study(req: SearchRequest, search: Search) -> optuna.Study:
             f"study {req.study_name!r} was started with other objectives; use another --study"
         )
     study.set_user_attr("search", describe(req, search))
+    learn_baseline(search, study)
     return study
 
 
@@ -252,6 +253,7 @@ def run_search_worker(study: optuna.Study, storage, out: Path, data: dict[str, s
     search = prepare_search(req, console.print)
     sampler = make_sampler(req.sampler, req.seed + os.getpid(), len(req.objectives))
     study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=sampler)
+    learn_baseline(search, study)
     search_loop(req, search, study, lambda *_: None)
     console.print(f"worker finished: the study has {len(study.trials)} trials")
     return 0

@@ -169,7 +169,8 @@ def objective(search: Search, trial: Trial) -> list[float]:
         )
     except EdgeTrainError as exc:  # the probe cannot train it: as good as infeasible
         return _unpredictable(search, trial, config, str(exc))
-    trial.set_user_attr("prediction", prediction.to_dict())
+    # the probe's RSS lets a later process learn the baseline offset from this trial too
+    trial.set_user_attr("prediction", {**prediction.to_dict(), "model_rss_mb": model_rss_mb})
     _set_constraint(trial, prediction.predicted_peak_mb - search.budget_mb)
     if not prediction.feasible:
         trial.set_user_attr("infeasible", True)
@@ -285,6 +286,18 @@ class _StopWatcher:
             self.run.request_stop(reason)
             self.search.emit(f"{self.run.path.name}: {reason}")
             self._stop.set()
+
+
+def learn_baseline(search: Search, study: optuna.Study) -> int:
+    """Teach the baseline model what the study's trained trials measured (a resumed search or a
+    new worker predicts warm, not cold); returns how many trials it learned from."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        p, r = t.user_attrs.get("prediction") or {}, t.user_attrs.get("record")
+        if r and "model_rss_mb" in p and "duplicate_of" not in t.user_attrs:
+            search.baseline.learn(float(p["model_rss_mb"]), float(r["baseline_rss_mb"]))
+            n += 1
+    return n
 
 
 def finished_curves(study: optuna.Study) -> list[TrialCurve]:
