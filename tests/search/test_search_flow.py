@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from edgetrain.cli import main
 from edgetrain.search import study as search_study
@@ -94,6 +95,9 @@ def test_tiny_search_writes_fronts_and_resumes_without_repeats(tmp_path):
     report = (out / "search-report.md").read_text()
     assert "**found** front" in report and "**hand-made** front" in report
     assert "mobilenet_v2" in report and (out / "fronts.png").is_file()
+    table = report.split("## Final round: every model")[1]
+    assert "| mobilenet_v2 | hand-made |" in table and "| found |" in table
+    assert "the final round's" in report  # the final round's time is stated
     spec_file = next((out / "specs").glob("xc-*.json"))
     assert spec_file.stem in report
 
@@ -240,3 +244,27 @@ def test_a_resumed_search_learns_the_baseline_from_its_trials():
                     ("accuracy", "memory"), Path("."), 6, 48, BaselineModel(10.0))  # fmt: skip
     assert learn_baseline(search, study) == 2
     assert search.baseline.predict(300.0) == pytest.approx(300.0 + 10.0 + 111.0)
+
+
+def test_search_time_leaves_out_failed_trials():
+    """A failed trial ends when a later worker notices it, maybe hours on: not search time."""
+    import datetime as dt
+
+    from edgetrain.search.report import trial_wall_s
+
+    study = optuna.create_study(directions=["maximize"])
+    t0 = dt.datetime(2026, 1, 1)
+    for state, minutes in (
+        (TrialState.COMPLETE, 3),
+        (TrialState.COMPLETE, 5),
+        (TrialState.FAIL, 600),
+    ):
+        study.add_trial(
+            optuna.trial.FrozenTrial(
+                number=0, state=state, value=0.5 if state == TrialState.COMPLETE else None,
+                datetime_start=t0, datetime_complete=t0 + dt.timedelta(minutes=minutes),
+                params={}, distributions={}, user_attrs={}, system_attrs={},
+                intermediate_values={}, trial_id=0, values=None,
+            )
+        )  # fmt: skip
+    assert trial_wall_s(study) == (2, 8 * 60.0)

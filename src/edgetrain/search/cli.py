@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         console.print("  validation front: " + ", ".join(_point(t) for t in front))
 
     search_loop(req, search, study, on_trial)
-    final_records = None
+    final_records, final_study = None, None
     if req.final_seeds > 0:
         picks = candidates(study, req.objectives, req.top)
         if not picks:
@@ -187,9 +187,8 @@ def run(args: argparse.Namespace) -> int:
         from edgetrain.bench.study import open_study
         from edgetrain.report.load import records_from_study
 
-        final_records = records_from_study(
-            open_study(study._storage, f"{study.study_name}-final", create=False)
-        )
-    path = write_report(req.out, study, final_records, _children_cpu_s())
+        final_study = open_study(study._storage, f"{study.study_name}-final", create=False)
+        final_records = records_from_study(final_study)
+    path = write_report(req.out, study, final_records, _children_cpu_s(), final_study)
     console.print(f"report: {path}")
     return 0

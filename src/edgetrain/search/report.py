@@ -44,6 +44,18 @@ def trial_counts(study: optuna.Study) -> dict[str, int]:
     }
 
 
+def trial_wall_s(study: optuna.Study) -> tuple[int, float]:
+    """(complete trials, their summed wall time in s): what a search cost across resumes and
+    workers, which no single process's clock sees. A failed trial is left out: its end is when a
+    later worker noticed its stale heartbeat, which may be hours after it died."""
+    spans = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.datetime_start is not None and t.datetime_complete is not None
+    ]
+    return len(spans), float(sum(spans))
+
+
 def predictor_errors(study: optuna.Study) -> list[dict[str, Any]]:
     """Predicted vs measured whole-process peak RSS of every trained trial (that ran every
     epoch and so measured its peak fully)."""
@@ -84,21 +96,27 @@ def side_hypervolume(points: list[tuple[str, float, float]], reference: tuple[fl
 
 
 def write_report(
-    out: Path, study: optuna.Study, final_records: list[dict[str, Any]] | None, cpu_s: float
+    out: Path,
+    study: optuna.Study,
+    final_records: list[dict[str, Any]] | None,
+    cpu_s: float,
+    final_study: optuna.Study | None = None,
 ) -> Path:
     info = study.user_attrs.get("search", {})
     lines = [f"# edgetrain search: {study.study_name}", ""]
-    lines += _settings_lines(info, cpu_s)
+    lines += _settings_lines(info)
+    lines += _time_lines(study, final_study, cpu_s)
     lines += _trials_lines(study)
     lines += _predictor_lines(predictor_errors(study))
     if final_records:
         lines += _final_lines(out, study, final_records, float(info.get("budget_mb", 0)))
+        lines += _final_table(final_records, study, str(info.get("base") or ""))
     path = out / "search-report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
-def _settings_lines(info: dict[str, Any], cpu_s: float) -> list[str]:
+def _settings_lines(info: dict[str, Any]) -> list[str]:
     p = info.get("protocol", {})
     return [
         f"Space **{info.get('space')}** (base {info.get('base')}), objectives "
@@ -106,10 +124,20 @@ def _settings_lines(info: dict[str, Any], cpu_s: float) -> list[str]:
         f"(seed {info.get('seed')}), budget {info.get('budget_mb', 0):.0f} MB.",
         f"Trials train on {p.get('data')} at {p.get('resolution')} px, {p.get('epochs')} epochs, "
         f"batch {p.get('batch_size')}, {p.get('optimizer')} lr {p.get('lr')}; selection on "
-        "validation accuracy only. CPU time of this process's children (probes and "
-        f"training): {cpu_s / 60:.1f} min.",
+        "validation accuracy only.",
         "",
     ]
+
+
+def _time_lines(study: optuna.Study, final_study: optuna.Study | None, cpu_s: float) -> list[str]:
+    n, wall_s = trial_wall_s(study)
+    line = f"Time: {n} complete search trials ran for {wall_s / 60:.1f} min in all (summed "
+    line += "trial wall time, over every resume and worker; failed trials left out)"
+    if final_study is not None:
+        n_final, final_s = trial_wall_s(final_study)
+        line += f"; the final round's {n_final} runs for {final_s / 60:.1f} min"
+    line += f". This invocation's child processes used {cpu_s / 60:.1f} min of CPU."
+    return [line, ""]
 
 
 def _trials_lines(study: optuna.Study) -> list[str]:
@@ -187,6 +215,42 @@ def _final_lines(out, study, records, budget_mb) -> list[str]:
         )
         lines += [f"### {sid}", "", "```json", json.dumps(spec), "```", ""]
     return lines
+
+
+def _final_table(records: list[dict[str, Any]], study: optuna.Study, base: str) -> list[str]:
+    """Every model of the final round, mean ± sd over seeds, memory relative to the space's base
+    model (the hand design the search starts from)."""
+    found_ids = {t.user_attrs["spec_id"] for t in trained_trials(study)}
+    rows = [r for rows in summarize(records).values() for r in rows]
+    base_mb = next((r.mean("peak_above_baseline_mb") for r in rows if r.model == base), None)
+    lines = [
+        "## Final round: every model",
+        "",
+        f"Mean ± sd over seeds; memory is peak training RSS above baseline, also as a share of "
+        f"the base model {base or '-'}'s.",
+        "",
+        "| model | kind | seeds | test acc (%) | as trained (%) | peak − baseline (MB) | "
+        "of base | s / epoch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: -r.mean("test_accuracy")):
+        mem = r.mean("peak_above_baseline_mb")
+        share = f"{mem / base_mb:.0%}" if base_mb else "-"
+        lines.append(
+            f"| {r.model} | {'found' if r.model in found_ids else 'hand-made'} | {r.n_runs} | "
+            f"{_pm(r.stats['test_accuracy'], 100)} | "
+            f"{_pm(r.stats['test_accuracy_as_trained'], 100)} | "
+            f"{_pm(r.stats['peak_above_baseline_mb'], 1)} | {share} | "
+            f"{r.mean('epoch_s'):.1f} |"
+        )
+    return [*lines, ""]
+
+
+def _pm(stat: Any, scale: float) -> str:
+    if stat.n == 0:
+        return "-"
+    sd = f" ± {stat.sd * scale:.1f}" if stat.sd is not None else ""
+    return f"{stat.mean * scale:.1f}{sd}"
 
 
 def _plot(out: Path, sides: dict[str, list[tuple[str, float, float]]]) -> None:
