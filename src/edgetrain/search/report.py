@@ -136,7 +136,9 @@ def _time_lines(study: optuna.Study, final_study: optuna.Study | None, cpu_s: fl
     if final_study is not None:
         n_final, final_s = trial_wall_s(final_study)
         line += f"; the final round's {n_final} runs for {final_s / 60:.1f} min"
-    line += f". This invocation's child processes used {cpu_s / 60:.1f} min of CPU."
+    line += "."
+    if cpu_s > 0:  # 0: the report was rewritten outside a search (nothing ran)
+        line += f" This invocation's child processes used {cpu_s / 60:.1f} min of CPU."
     return [line, ""]
 
 
