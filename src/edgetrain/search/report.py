@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from edgetrain.fileio import atomic_write_text
 from edgetrain.report.pareto import hypervolume, non_dominated
-from edgetrain.report.tables import summarize
+from edgetrain.report.tables import format_stat, summarize
 from edgetrain.search.early_stop import epochs_saved
 from edgetrain.search.final import trained_trials, val_accuracy
 
@@ -109,8 +109,9 @@ def write_report(
     lines += _trials_lines(study)
     lines += _predictor_lines(predictor_errors(study))
     if final_records:
+        found_ids = {t.user_attrs["spec_id"] for t in trained_trials(study)}
         lines += _final_lines(out, study, final_records, float(info.get("budget_mb", 0)))
-        lines += _final_table(final_records, study, str(info.get("base") or ""))
+        lines += _final_table(final_records, found_ids, str(info.get("base") or ""))
     path = out / "search-report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
@@ -219,10 +220,9 @@ def _final_lines(out, study, records, budget_mb) -> list[str]:
     return lines
 
 
-def _final_table(records: list[dict[str, Any]], study: optuna.Study, base: str) -> list[str]:
+def _final_table(records: list[dict[str, Any]], found_ids: set[str], base: str) -> list[str]:
     """Every model of the final round, mean ± sd over seeds, memory relative to the space's base
     model (the hand design the search starts from)."""
-    found_ids = {t.user_attrs["spec_id"] for t in trained_trials(study)}
     rows = [r for rows in summarize(records).values() for r in rows]
     base_mb = next((r.mean("peak_above_baseline_mb") for r in rows if r.model == base), None)
     lines = [
@@ -240,19 +240,12 @@ def _final_table(records: list[dict[str, Any]], study: optuna.Study, base: str) 
         share = f"{mem / base_mb:.0%}" if base_mb else "-"
         lines.append(
             f"| {r.model} | {'found' if r.model in found_ids else 'hand-made'} | {r.n_runs} | "
-            f"{_pm(r.stats['test_accuracy'], 100)} | "
-            f"{_pm(r.stats['test_accuracy_as_trained'], 100)} | "
-            f"{_pm(r.stats['peak_above_baseline_mb'], 1)} | {share} | "
+            f"{format_stat(r.stats['test_accuracy'], 'percent')} | "
+            f"{format_stat(r.stats['test_accuracy_as_trained'], 'percent')} | "
+            f"{format_stat(r.stats['peak_above_baseline_mb'], 'number')} | {share} | "
             f"{r.mean('epoch_s'):.1f} |"
         )
     return [*lines, ""]
-
-
-def _pm(stat: Any, scale: float) -> str:
-    if stat.n == 0:
-        return "-"
-    sd = f" ± {stat.sd * scale:.1f}" if stat.sd is not None else ""
-    return f"{stat.mean * scale:.1f}{sd}"
 
 
 def _plot(out: Path, sides: dict[str, list[tuple[str, float, float]]]) -> None:
