@@ -1,8 +1,13 @@
 """Training-step throughput and memory, PyTorch (edgetrain) vs Keras 3 + TensorFlow-CPU.
 
     python benchmarks/train_step.py [--models xception,xception_lite,mobilenet_v2,efficientnet_v2_b1]
-        [--batch-size 16] [--resolution 224] [--warmup 3] [--repeat 8] [--channels-last]
+        [--batch-size 16] [--resolution 224] [--warmup 3] [--repeat 8] [--variants nchw,cl,cl-bf16]
         [--keras-python .venv-keras/bin/python] [--no-keras] [--json]
+
+The PyTorch step is the engine's: its model, its optimizer (fused Adam on the CPU). The run first
+measures the machine's ceilings, a square matrix product in fp32 and in bf16 with each framework,
+and then prints each model's achieved GFLOP/s (a step counted as 3 forward passes of the model's
+MACs x 2) as a share of the faster framework's ceiling of that dtype.
 
 Every (framework, model) runs in a fresh process, so the process peak belongs to that run:
 baseline = RSS with the model built, the optimizer created and the batch in memory, before the
@@ -85,6 +90,9 @@ def torch_worker(args: argparse.Namespace) -> dict:
 
     from edgetrain import create_model
     from edgetrain.measure import SavedTensorsCounter, footprint_from
+    from edgetrain.models.profile import count_macs
+    from edgetrain.train import RunConfig
+    from edgetrain.train.step import make_optimizer
 
     torch.manual_seed(0)
     channels_last = args.variant.startswith("cl")
@@ -92,7 +100,12 @@ def torch_worker(args: argparse.Namespace) -> dict:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     model = create_model(args.model, num_classes=101).train().to(memory_format=fmt)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # the engine's optimizer (fused Adam on the CPU), so the step is the one `edgetrain train` runs
+    opt = make_optimizer(
+        list(model.parameters()), RunConfig(model=args.model, data="synthetic-pcb")
+    )
+    # a training step is about 3 forward passes of FLOPs (backward: grads of inputs and weights)
+    step_flop = 3 * 2 * count_macs(model, args.resolution, args.batch_size)
     x = torch.randn(args.batch_size, 3, args.resolution, args.resolution).to(memory_format=fmt)
     y = torch.randint(0, 101, (args.batch_size,))
     baseline = _rss_bytes()
@@ -126,6 +139,7 @@ def torch_worker(args: argparse.Namespace) -> dict:
         "model": args.model,
         "train_step_ms": step * 1e3,
         "train_images_per_s": args.batch_size / step,
+        "gflop_per_s": step_flop / step / 1e9,
         "baseline_rss_mb": baseline / MB,
         "peak_above_baseline_mb": above,
         "analytic_mb": footprint["total_mb"],
@@ -226,6 +240,60 @@ def keras_worker(args: argparse.Namespace) -> dict:
     }
 
 
+# --- the machine's ceiling: a square matrix product, fp32 and bf16 ---------------------------
+
+CEILING_N, CEILING_REPEAT = 2048, 12
+
+
+def _best_gflop_per_s(product, dtype) -> tuple[float, int]:
+    """Best of CEILING_REPEAT square products; the size grows from 256 to CEILING_N while one
+    product takes under 0.2 s, so a dtype without fast kernels (bf16 on a CPU without native bf16
+    runs a reference loop) is measured in seconds, not hours. Returns (GFLOP/s, size)."""
+    n = 256
+    while True:
+        t0 = time.perf_counter()
+        run = product(n, dtype)  # builds the operands and runs once (warm-up)
+        if n >= CEILING_N or time.perf_counter() - t0 > 0.2:
+            break
+        n *= 2
+    best = float("inf")
+    for _ in range(CEILING_REPEAT):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9, n
+
+
+def _ceilings(framework: str, product, dtypes) -> dict:
+    out = {"framework": framework}
+    for name, dtype in dtypes:
+        out[name], out[f"{name}_n"] = _best_gflop_per_s(product, dtype)
+    return out
+
+
+def torch_ceiling(args: argparse.Namespace) -> dict:
+    import torch
+
+    def product(n, dtype):
+        a, b = (torch.randn(n, n).to(dtype) for _ in range(2))
+        (run := lambda: a @ b)()
+        return run
+
+    return _ceilings("pytorch", product, (("fp32", torch.float32), ("bf16", torch.bfloat16)))
+
+
+def keras_ceiling(args: argparse.Namespace) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    def product(n, dtype):
+        a, b = (tf.cast(tf.random.normal((n, n)), dtype) for _ in range(2))
+        (run := lambda: tf.matmul(a, b).numpy())()
+        return run
+
+    return _ceilings("tensorflow", product, (("fp32", tf.float32), ("bf16", tf.bfloat16)))
+
+
 # --- the driver ------------------------------------------------------------------------------
 
 
@@ -248,7 +316,7 @@ def _run_worker(
         "--repeat",
         str(args.repeat),
     ]
-    if framework == "torch":
+    if framework.startswith("torch"):
         cmd += ["--variants", variant]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -276,17 +344,20 @@ def main() -> None:
     ap.add_argument("--keras-python", default=str(HERE.parents[1] / ".venv-keras/bin/python"))
     ap.add_argument("--no-keras", action="store_true")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--worker", choices=["torch", "keras"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.worker:
-        fn = torch_worker if args.worker == "torch" else keras_worker
+        fn = WORKERS[args.worker]
         args.model, args.variant = args.models, args.variants
         print(json.dumps(fn(args)))
         return
 
     keras_ok = not args.no_keras and Path(args.keras_python).is_file()
     variants = args.variants.split(",")
+    ceilings = [_run_worker(sys.executable, "torch-ceiling", "-", args, "-")]
+    if keras_ok:
+        ceilings.append(_run_worker(args.keras_python, "keras-ceiling", "-", args))
     rows = []
     for model in args.models.split(","):
         row = {"model": model, "keras": {}}
@@ -296,8 +367,41 @@ def main() -> None:
             row[v] = _run_worker(sys.executable, "torch", model, args, v)
         rows.append(row)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"ceilings": ceilings, "rows": rows}, indent=2))
         return
+    _print_speed_table(args, rows, variants)
+    _print_ceiling_table(rows, variants, ceilings)
+
+
+def _ceiling(ceilings: list[dict], dtype: str) -> float | None:
+    """The machine's ceiling for a dtype: the faster framework's matrix product."""
+    found = [c[dtype] for c in ceilings if isinstance(c.get(dtype), float)]
+    return max(found) if found else None
+
+
+def _print_ceiling_table(rows: list[dict], variants: list[str], ceilings: list[dict]) -> None:
+    print()
+    for c in ceilings:
+        if "error" in c:
+            print(f"ceiling ({c['framework']}) failed: {c['error']}")
+            continue
+        print(f"{c['framework']:<10} square matrix product, best of {CEILING_REPEAT}: fp32 "
+              f"{c['fp32']:.0f} GFLOP/s (n={c['fp32_n']}), bf16 {c['bf16']:.0f} (n={c['bf16_n']})")  # fmt: skip
+    fp32, bf16 = _ceiling(ceilings, "fp32"), _ceiling(ceilings, "bf16")
+    print("achieved GFLOP/s (3 forward passes per step) and share of the ceiling of its dtype "
+          f"(fp32 {_fmt(fp32, '.0f')}, bf16 {_fmt(bf16, '.0f')})")  # fmt: skip
+    print(f"{'model':<20}" + "".join(f"{v:>18}" for v in variants))
+    for r in rows:
+        line = f"{r['model']:<20}"
+        for v in variants:
+            g = r[v].get("gflop_per_s")
+            top = bf16 if v.endswith("bf16") else fp32
+            share = f"{g / top:.0%}" if g and top else "-"
+            line += f"{_fmt(g, '10.0f')} {share:>7}"
+        print(line)
+
+
+def _print_speed_table(args: argparse.Namespace, rows: list[dict], variants: list[str]) -> None:
     print(
         f"training step, batch {args.batch_size}, {args.resolution} px, Adam, median of "
         f"{args.repeat} after {args.warmup} warm-up, each in a fresh process; MB = 2^20 bytes"
@@ -328,6 +432,13 @@ def main() -> None:
         "(analytic footprint - weights), the baseline already holding the weights"
     )
 
+
+WORKERS = {
+    "torch": torch_worker,
+    "keras": keras_worker,
+    "torch-ceiling": torch_ceiling,
+    "keras-ceiling": keras_ceiling,
+}
 
 if __name__ == "__main__":
     main()

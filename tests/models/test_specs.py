@@ -117,3 +117,14 @@ def test_build_model_errors():
         build_model(XCEPTION, num_classes=3, dropout=1.0)
     with pytest.raises(EdgeTrainError, match="unknown model 'no_such_model'"):
         get_spec("no_such_model")
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_IDS))
+def test_every_family_describes_its_specs_on_one_line(name):
+    # the search logs every trial's spec with `describe()`: each family must have one
+    spec = get_spec(name)
+    text = spec.describe()
+    assert text and "\n" not in text
+    if name == "mobilenet_v2":
+        assert text.startswith("a1.0|t1c16n1k3;t6c24n2k3s2;")
+        assert spec.replace(alpha=0.5).describe().startswith("a0.5|")

@@ -12,8 +12,10 @@ import pytest
 from optuna.trial import TrialState
 
 from edgetrain.cli import main
+from edgetrain.errors import EdgeTrainError
 from edgetrain.search import study as search_study
 from edgetrain.search.feasibility import BaselineModel, Prediction
+from edgetrain.search.final import check_same_protocol
 from edgetrain.search.space import load_space
 from edgetrain.search.study import Search, objective
 from edgetrain.train import RunConfig
@@ -100,6 +102,25 @@ def test_tiny_search_writes_fronts_and_resumes_without_repeats(tmp_path):
     assert "the final round's" in report  # the final round's time is stated
     spec_file = next((out / "specs").glob("xc-*.json"))
     assert spec_file.stem in report
+    _a_second_space_shares_the_final_round(tmp_path, storage)
+
+
+def _a_second_space_shares_the_final_round(tmp_path: Path, storage: str) -> None:
+    # a MobileNetV2-family search (every family must get through a trial) joins the Xception
+    # search's final round: its baseline is not trained again, the report has both candidates
+    out = tmp_path / "mobilenet"
+    space = str(Path(__file__).with_name("tiny-mobilenet-space.toml"))
+    final = optuna.load_study(study_name="search-tiny-final", storage=storage)
+    n_final = len(final.trials)
+    assert main(["search", "--data", DATA, "--memory-budget", "4GiB", "--space", space,
+                 "--out", str(out), "--storage", storage, *PROTOCOL, "--trials", "1",
+                 "--final-study", "search-tiny-final", "--final-seeds", "1", "--top", "1",
+                 "--baselines", "mobilenet_v2"]) == 0  # fmt: skip
+    assert len(final.trials) == n_final + 1  # the new candidate only
+    table = (out / "search-report.md").read_text().split("## Final round: every model")[1]
+    found = [line for line in table.splitlines() if "| found |" in line]
+    assert {line.split("|")[1].strip()[:3] for line in found} == {"xc-", "mnv"}
+    assert "| mobilenet_v2 | hand-made |" in table
 
 
 @pytest.mark.parametrize(
@@ -151,6 +172,16 @@ def test_baseline_model_learns_the_offset():
     b.learn(300.0, 450.0)
     b.learn(320.0, 470.0)
     assert b.predict(300.0) == pytest.approx(450.0)
+
+
+def test_a_shared_final_round_must_hold_one_protocol():
+    final = optuna.create_study()
+    ours = RunConfig(model="xception_lite", data=DATA, resolution=32, epochs=1).to_dict()
+    check_same_protocol(final, ours)  # empty: anything goes
+    final.enqueue_trial({}, user_attrs={"config": ours})
+    check_same_protocol(final, {**ours, "model": "mobilenet_v2", "seed": 3})  # other cells
+    with pytest.raises(EdgeTrainError, match="epochs, lr differ"):
+        check_same_protocol(final, {**ours, "epochs": 2, "lr": 0.1})
 
 
 def test_failure_limit_stops_the_study():

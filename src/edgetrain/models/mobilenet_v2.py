@@ -86,6 +86,15 @@ class MobileNetV2Spec(ModelSpec):
                 raise EdgeTrainError(f"stage {i}: the kernel must be odd and >= 1, got {s.kernel}")
         check_bn(self)
 
+    def describe(self) -> str:
+        """A compact human-readable form, e.g. `a0.5|t1c16n1k3;t6c24n2k3;...|h1280`."""
+        stages = ";".join(
+            f"t{s.expand}c{s.channels}n{s.repeats}k{s.kernel}"
+            + (f"s{s.stride}" if s.stride > 1 else "")
+            for s in self.stages
+        )
+        return f"a{self.alpha}|{stages}|h{self.head}"
+
     def width(self, channels: int) -> int:
         """A stage width after the multiplier, as Keras: `_make_divisible(int(c * alpha), 8)`."""
         return make_divisible(int(channels * self.alpha), self.divisor)

@@ -56,6 +56,10 @@ class ModelSpec:
         spec.validate()
         return spec
 
+    def describe(self) -> str:
+        """A compact human-readable form for logs; families with a shorter one override it."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
     @property
     def id(self) -> str:
         """Short canonical id: equal specs give equal ids (cache key, dedup, report label)."""

@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="Optuna storage URL; a SQLite file in --out when not given")
     p.add_argument("--study", help="study name; search-SPACE when not given")
     p.add_argument(
+        "--final-study",
+        help="the final round's study; STUDY-final when not given. Searches of other spaces on "
+        "the same storage, data, protocol and budget can share one, so the hand-made baselines "
+        "train once and the report sets every search's candidates against them",
+    )
+    p.add_argument(
         "--set", action="append", metavar="run.KEY=VALUE",
         help="change the trials' protocol, e.g. --set run.epochs=8 --set run.resolution=96",
     )  # fmt: skip
@@ -104,7 +110,8 @@ def request_from_args(args: argparse.Namespace):
         objectives=parse_objectives(args.objectives), trials=args.trials,
         time_budget_s=parse_duration(args.time_budget) if args.time_budget else None,
         sampler=args.sampler, seed=args.seed, out=out, storage=args.storage,
-        study_name=args.study or f"search-{space.name}", run_overrides=_overrides(args),
+        study_name=(study_name := args.study or f"search-{space.name}"),
+        final_study=args.final_study or f"{study_name}-final", run_overrides=_overrides(args),
         baselines=baselines, top=args.top, final_seeds=args.final_seeds,
         stop_margin=args.stop_margin, stop_min_epochs=args.stop_after,
     )  # fmt: skip
@@ -180,14 +187,12 @@ def run(args: argparse.Namespace) -> int:
         if not picks:
             path = write_report(req.out, study, None, _children_cpu_s())
             raise EdgeTrainError(f"no trial trained: nothing to re-train (see {path})")
-        exp = final_experiment(
-            search, picks, req.baselines, req.final_seeds, f"{study.study_name}-final"
-        )
+        exp = final_experiment(search, picks, req.baselines, req.final_seeds, req.final_study)
         run_final(search, study, exp, console)
         from edgetrain.bench.study import open_study
         from edgetrain.report.load import records_from_study
 
-        final_study = open_study(study._storage, f"{study.study_name}-final", create=False)
+        final_study = open_study(study._storage, req.final_study, create=False)
         final_records = records_from_study(final_study)
     path = write_report(req.out, study, final_records, _children_cpu_s(), final_study)
     console.print(f"report: {path}")

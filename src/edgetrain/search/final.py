@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from edgetrain.bench.experiments import Experiment
+from edgetrain.errors import EdgeTrainError
 from edgetrain.models.found import save_spec
 from edgetrain.models.registry import spec_from_dict
 from edgetrain.report.pareto import non_dominated
@@ -25,6 +26,8 @@ from edgetrain.search.study import OBJECTIVES, Search
 
 # RunConfig fields the final round's cells take from the protocol (the rest is the matrix's)
 _MATRIX_FIELDS = {"model", "model_args", "data", "seed", "init", "extra"}
+# fields that differ between the cells of one final round (the rest is the shared protocol)
+_MODEL_FIELDS = {"model", "model_args", "seed"}
 
 
 def trained_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -80,15 +83,37 @@ def final_experiment(
     )
 
 
+def check_same_protocol(final: optuna.Study, ours: dict[str, Any]) -> None:
+    """A final round shared by several searches must hold one protocol: the same data, training
+    settings and budget in every cell, or its fronts would compare unlike runs."""
+    theirs = next(
+        (
+            t.user_attrs["config"]
+            for t in final.get_trials(deepcopy=False)
+            if "config" in t.user_attrs
+        ),
+        None,
+    )
+    if theirs is None:
+        return
+    differ = sorted(k for k in ours.keys() - _MODEL_FIELDS if ours[k] != theirs.get(k))
+    if differ:
+        raise EdgeTrainError(
+            f"the final round {final.study_name!r} holds runs of another protocol "
+            f"({', '.join(differ)} differ): name another with --final-study"
+        )
+
+
 def run_final(search: Search, study: optuna.Study, exp: Experiment, console) -> Path:
     """Run the final experiment's cells (resumable) and return its output folder."""
     from edgetrain.bench.cli import _work
     from edgetrain.bench.study import enqueue_cells, open_study
 
     storage = study._storage
-    final = open_study(storage, f"{study.study_name}-final", create=True)
+    final = open_study(storage, exp.name, create=True)
     final.set_user_attr("experiment", exp.name)
     cells = exp.cells()
+    check_same_protocol(final, cells[0].config.to_dict())
     enqueue_cells(final, cells)
     out = search.out / "final"
     out.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,7 @@ class SearchRequest:
     out: Path
     storage: str | None
     study_name: str
+    final_study: str
     run_overrides: dict[str, Any]
     baselines: tuple[str, ...]
     top: int
@@ -184,7 +185,8 @@ def request_from_study(study: optuna.Study, out: Path, data: str | None) -> Sear
         data=data or protocol["data"], budget_mb=float(info["budget_mb"]),
         objectives=tuple(info["objectives"]), trials=int(info["trials"]), time_budget_s=None,
         sampler=info["sampler"], seed=int(info["seed"]), out=out, storage=None,
-        study_name=study.study_name, run_overrides=_protocol_overrides(protocol),
+        study_name=study.study_name, final_study=f"{study.study_name}-final",
+        run_overrides=_protocol_overrides(protocol),
         baselines=(), top=0, final_seeds=0, stop_margin=float(info["stop_margin"]),
         stop_min_epochs=int(info["stop_min_epochs"]),
     )  # fmt: skip
