@@ -5,7 +5,9 @@ architecture trains like any named model."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -16,6 +18,7 @@ from edgetrain.errors import EdgeTrainError
 from edgetrain.search import study as search_study
 from edgetrain.search.feasibility import BaselineModel, Prediction
 from edgetrain.search.final import check_same_protocol
+from edgetrain.search.run import DEADLINE_ATTR, search_loop, set_deadline, time_left_s
 from edgetrain.search.space import load_space
 from edgetrain.search.study import Search, objective
 from edgetrain.train import RunConfig
@@ -72,6 +75,7 @@ def test_tiny_search_writes_fronts_and_resumes_without_repeats(tmp_path):
     out = tmp_path / "search"
     storage = f"sqlite:///{out / 'search.db'}"
     # the time budget ends the first call after one trial; a worker joins and completes three
+    # once the budget is lifted
     assert _search(out, "--trials", "3", "--time-budget", "1s", "--final-seeds", "0") == 0
     study = optuna.load_study(study_name="search-tiny", storage=storage)
     assert len(study.trials) == 1
@@ -85,6 +89,9 @@ def test_tiny_search_writes_fronts_and_resumes_without_repeats(tmp_path):
         "--out",
         str(tmp_path / "w"),
     ]
+    assert main(worker) == 0
+    assert len(study.trials) == 1  # the search's time budget is spent: a worker starts nothing
+    set_deadline(study, None)  # as a later invocation without --time-budget does
     assert main(worker) == 0
     assert len(study.trials) == 3
     assert _search(out, "--trials", "4", "--final-seeds", "1", "--top", "1",
@@ -182,6 +189,19 @@ def test_a_shared_final_round_must_hold_one_protocol():
     check_same_protocol(final, {**ours, "model": "mobilenet_v2", "seed": 3})  # other cells
     with pytest.raises(EdgeTrainError, match="epochs, lr differ"):
         check_same_protocol(final, {**ours, "epochs": 2, "lr": 0.1})
+
+
+def test_workers_keep_to_the_searchs_time_budget():
+    study = optuna.create_study()
+    assert time_left_s(study) is None  # never set: no budget
+    set_deadline(study, 600.0)
+    assert 590 < time_left_s(study) <= 600
+    set_deadline(study, None)  # a later invocation without a budget lifts it
+    assert time_left_s(study) is None
+    study.set_user_attr(DEADLINE_ATTR, time.time() - 5)
+    spent = SimpleNamespace(trials=5, time_budget_s=time_left_s(study))
+    search_loop(spent, None, study, lambda *_: None)  # type: ignore[arg-type]
+    assert not study.trials  # a worker joining after the deadline starts nothing
 
 
 def test_failure_limit_stops_the_study():

@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgetrain.search.final import candidates, final_experiment, run_final
     from edgetrain.search.report import trial_counts, write_report
-    from edgetrain.search.run import open_search_study, prepare_search, search_loop
+    from edgetrain.search.run import open_search_study, prepare_search, search_loop, set_deadline
     from edgetrain.search.space import shipped_spaces
 
     console = Console(stderr=False)
@@ -168,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     req.out.mkdir(parents=True, exist_ok=True)
     search = prepare_search(req, console.print)
     study = open_search_study(req, search)
+    set_deadline(study, req.time_budget_s)
     t0 = time.monotonic()
 
     def on_trial(study, trial) -> None:

@@ -183,7 +183,8 @@ def request_from_study(study: optuna.Study, out: Path, data: str | None) -> Sear
     return SearchRequest(
         space=space_from_dict(info["space_def"], f"study {study.study_name}"),
         data=data or protocol["data"], budget_mb=float(info["budget_mb"]),
-        objectives=tuple(info["objectives"]), trials=int(info["trials"]), time_budget_s=None,
+        objectives=tuple(info["objectives"]), trials=int(info["trials"]),
+        time_budget_s=time_left_s(study),
         sampler=info["sampler"], seed=int(info["seed"]), out=out, storage=None,
         study_name=study.study_name, final_study=f"{study.study_name}-final",
         run_overrides=_protocol_overrides(protocol),
@@ -196,11 +197,25 @@ def _protocol_overrides(protocol: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in protocol.items() if k not in ("model", "model_args", "data")}
 
 
+DEADLINE_ATTR = "deadline_unix_s"
+
+
+def set_deadline(study: optuna.Study, time_budget_s: float | None) -> None:
+    """Workers that join stop starting trials when this invocation's time budget is spent."""
+    study.set_user_attr(DEADLINE_ATTR, time.time() + time_budget_s if time_budget_s else None)
+
+
+def time_left_s(study: optuna.Study) -> float | None:
+    """Seconds left of the time budget of the search's latest invocation; None: no budget."""
+    deadline = study.user_attrs.get(DEADLINE_ATTR)
+    return None if deadline is None else float(deadline) - time.time()
+
+
 def search_loop(req: SearchRequest, search: Search, study: optuna.Study, on_trial) -> None:
     """Run trials until `req.trials` are complete in the study (all workers together) or the
     time budget has passed; a trial's error fails that trial and the search goes on."""
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    if done >= req.trials:
+    if done >= req.trials or (req.time_budget_s is not None and req.time_budget_s <= 0):
         return
     failures = _FailureLimit()
     study.optimize(
