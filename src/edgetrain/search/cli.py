@@ -36,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="xception-family", help="a shipped space or a TOML file")
     p.add_argument("--list-spaces", action="store_true", help="list the shipped spaces and exit")
     p.add_argument("--trials", type=int, default=40, help="complete trials in the study, in all")
-    p.add_argument("--time-budget", metavar="DURATION", help="stop starting trials after, e.g. 90m")
+    p.add_argument(
+        "--time-budget",
+        metavar="DURATION",
+        help="stop starting trials after, e.g. 90m (workers that join keep to it too)",
+    )
     p.add_argument(
         "--objectives", default="accuracy,memory", help="of accuracy,memory,time,latency"
     )
