@@ -107,7 +107,7 @@ def check_same_protocol(final: optuna.Study, ours: dict[str, Any]) -> None:
 def run_final(search: Search, study: optuna.Study, exp: Experiment, console) -> Path:
     """Run the final experiment's cells (resumable) and return its output folder."""
     from edgetrain.bench.cli import _work
-    from edgetrain.bench.study import enqueue_cells, open_study
+    from edgetrain.bench.study import enqueue_cells, open_study, study_status
 
     storage = study._storage
     final = open_study(storage, exp.name, create=True)
@@ -117,5 +117,8 @@ def run_final(search: Search, study: optuna.Study, exp: Experiment, console) -> 
     enqueue_cells(final, cells)
     out = search.out / "final"
     out.mkdir(parents=True, exist_ok=True)
-    _work(final, storage, out, {}, console, total=len(cells), wait=True)
+    # a shared final round also holds other searches' cells: the bar counts the whole study
+    status = study_status(final)
+    total = status["complete"] + status["waiting"] + status["running"]
+    _work(final, storage, out, {}, console, total=total, wait=True)
     return out
