@@ -87,7 +87,7 @@ def parse_duration(text: str) -> float:
 def request_from_args(args: argparse.Namespace):
     from edgetrain.measure.units import MB, parse_size
     from edgetrain.models.registry import get_spec
-    from edgetrain.search.run import SearchRequest
+    from edgetrain.search.run import SearchRequest, default_final_study
     from edgetrain.search.space import load_space
     from edgetrain.search.study import SAMPLERS, parse_objectives
     from edgetrain.train.devices import load_device
@@ -115,7 +115,7 @@ def request_from_args(args: argparse.Namespace):
         time_budget_s=parse_duration(args.time_budget) if args.time_budget else None,
         sampler=args.sampler, seed=args.seed, out=out, storage=args.storage,
         study_name=(study_name := args.study or f"search-{space.name}"),
-        final_study=args.final_study or f"{study_name}-final", run_overrides=_overrides(args),
+        final_study=args.final_study or default_final_study(study_name), run_overrides=_overrides(args),
         baselines=baselines, top=args.top, final_seeds=args.final_seeds,
         stop_margin=args.stop_margin, stop_min_epochs=args.stop_after,
     )  # fmt: skip

@@ -186,7 +186,7 @@ def request_from_study(study: optuna.Study, out: Path, data: str | None) -> Sear
         objectives=tuple(info["objectives"]), trials=int(info["trials"]),
         time_budget_s=time_left_s(study),
         sampler=info["sampler"], seed=int(info["seed"]), out=out, storage=None,
-        study_name=study.study_name, final_study=f"{study.study_name}-final",
+        study_name=study.study_name, final_study=default_final_study(study.study_name),
         run_overrides=_protocol_overrides(protocol),
         baselines=(), top=0, final_seeds=0, stop_margin=float(info["stop_margin"]),
         stop_min_epochs=int(info["stop_min_epochs"]),
@@ -198,6 +198,10 @@ def _protocol_overrides(protocol: dict[str, Any]) -> dict[str, Any]:
 
 
 DEADLINE_ATTR = "deadline_unix_s"
+
+
+def default_final_study(study_name: str) -> str:
+    return f"{study_name}-final"
 
 
 def set_deadline(study: optuna.Study, time_budget_s: float | None) -> None:
@@ -271,6 +275,8 @@ def run_search_worker(study: optuna.Study, storage, out: Path, data: dict[str, s
     sampler = make_sampler(req.sampler, req.seed + os.getpid(), len(req.objectives))
     study = optuna.load_study(study_name=study.study_name, storage=storage, sampler=sampler)
     learn_baseline(search, study)
+    if req.time_budget_s is not None and req.time_budget_s <= 0:
+        console.print("the search's time budget is spent: this worker starts no trial")
     search_loop(req, search, study, lambda *_: None)
     console.print(f"worker finished: the study has {len(study.trials)} trials")
     return 0
