@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.helpfmt import DefaultsHelp
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +37,14 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite in --out)")
     p.add_argument("--study", help="study name (default: the experiment's name)")
     p.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the experiment's")
+    p.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="cross-validate: every model and seed on K folds by group (boards) or by class; "
+        "the report pairs models over the same folds and seeds (default: the experiment's, "
+        "0 = the data's own split)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -84,7 +93,7 @@ def _command(
         name,
         help=summary,
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelp,
     )
 
 
@@ -143,12 +152,16 @@ def run_bench(args: argparse.Namespace) -> int:
     exp = load_experiment(args.experiment)
     if args.seeds is not None:
         exp = exp.with_seeds(args.seeds)
+    if args.folds is not None:
+        exp = exp.with_folds(args.folds)
     overrides = parse_set_args(args.set)
     if args.accelerator:
         overrides["accelerator"] = args.accelerator
     if overrides:
         exp = exp.with_run(overrides)
     name = exp.name + _overrides_suffix(overrides)
+    if args.folds is not None and args.folds:
+        name += f"-folds{args.folds}"
     data = parse_data_args(args.data)
     missing = sorted(exp.placeholders() - set(data))
     if missing:

@@ -24,7 +24,7 @@ from edgetrain.models.found import resolve_model
 from edgetrain.train.config import RunConfig
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.-]+)\}")
-_RUN_FIELDS_FORBIDDEN = {"model", "data", "seed", "init", "extra"}
+_RUN_FIELDS_FORBIDDEN = {"model", "data", "seed", "init", "extra", "folds", "fold"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class Cell:
 
     def label(self) -> str:
         init = self.config.init or "scratch"
-        return f"{self.dataset}/{self.config.model}/{init}/seed{self.config.seed}"
+        fold = f"/fold{self.config.fold}of{self.config.folds}" if self.config.folds else ""
+        return f"{self.dataset}/{self.config.model}/{init}/seed{self.config.seed}{fold}"
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,18 @@ class Experiment:
     init: tuple[str, ...]  # "scratch" or a run directory / checkpoint (may hold placeholders)
     run: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    folds: int = 0  # K >= 2: every (model, seed) is trained K times, fold i tested in the i-th
 
     def placeholders(self) -> set[str]:
         refs = [*self.datasets.values(), *self.init]
         return {m for r in refs for m in _PLACEHOLDER.findall(r)}
 
     def cells(self) -> list[Cell]:
-        """Every run of the matrix, in a stable order (dataset, model, init, seed)."""
+        """Every run of the matrix, in a stable order (dataset, model, init, seed, fold)."""
         out = []
-        for (label, ref), model, init, seed in itertools.product(
-            self.datasets.items(), self.models, self.init, self.seeds
+        folds = range(self.folds) if self.folds else [0]
+        for (label, ref), model, init, seed, fold in itertools.product(
+            self.datasets.items(), self.models, self.init, self.seeds, folds
         ):
             # a found architecture (spec id or JSON file) travels as its whole spec
             name, model_args = resolve_model(model, dict(self.run.get("model_args", {})))
@@ -74,6 +77,8 @@ class Experiment:
                     "data": ref,
                     "seed": seed,
                     "init": None if init == "scratch" else init,
+                    "folds": self.folds,
+                    "fold": fold,
                     "extra": {"experiment": self.name, "dataset": label},
                 }
             )
@@ -84,6 +89,14 @@ class Experiment:
         if n < 1:
             raise EdgeTrainError(f"--seeds must be >= 1, got {n}")
         return Experiment(**{**self.__dict__, "seeds": tuple(range(n))})
+
+    def with_folds(self, k: int) -> Experiment:
+        """The experiment cross-validated over `k` folds (0: the data's own split)."""
+        if k != 0 and not 2 <= k <= 100:
+            raise EdgeTrainError(f"--folds must be 2..100 (or 0: the data's own split), got {k}")
+        exp = Experiment(**{**self.__dict__, "folds": k})
+        exp.cells()
+        return exp
 
     def with_run(self, overrides: dict[str, Any]) -> Experiment:
         """The experiment with [run] options replaced (see `parse_set_args`); every cell is
@@ -255,7 +268,7 @@ def load_experiment(name_or_path: str) -> Experiment:
 
 def experiment_from_dict(raw: dict[str, Any], *, source: str = "") -> Experiment:
     where = source or "experiment"
-    known = {"name", "description", "models", "datasets", "seeds", "init", "run"}
+    known = {"name", "description", "models", "datasets", "seeds", "init", "run", "folds"}
     unknown = set(raw) - known
     if unknown:
         raise EdgeTrainError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
@@ -273,7 +286,8 @@ def experiment_from_dict(raw: dict[str, Any], *, source: str = "") -> Experiment
     bad = _RUN_FIELDS_FORBIDDEN & set(run)
     if bad:
         raise EdgeTrainError(
-            f"{where}: [run] must not set {sorted(bad)}; use models/datasets/seeds/init instead"
+            f"{where}: [run] must not set {sorted(bad)}; use models/datasets/seeds/init/folds "
+            "instead"
         )
     seeds = raw.get("seeds", [0])
     init = raw.get("init", ["scratch"])
@@ -281,8 +295,16 @@ def experiment_from_dict(raw: dict[str, Any], *, source: str = "") -> Experiment
         raise EdgeTrainError(f"{where}: seeds must be a non-empty list of integers")
     if not isinstance(init, list) or not init:
         raise EdgeTrainError(f"{where}: init must be a non-empty list ('scratch' or paths)")
+    folds = raw.get("folds", 0)
+    if (
+        isinstance(folds, bool)
+        or not isinstance(folds, int)
+        or not (folds == 0 or 2 <= folds <= 100)
+    ):
+        raise EdgeTrainError(f"{where}: folds must be 0 (the data's own split) or 2..100")
     exp = Experiment(
         name=str(raw.get("name") or Path(source).stem or "experiment"),
+        folds=folds,
         description=str(raw.get("description", "")),
         models=models,
         datasets=datasets,

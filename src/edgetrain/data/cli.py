@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetrain.data.cache import load_split
+from edgetrain.data.folds import describe_folds
 from edgetrain.data.inspect import contact_sheet, summarize
 from edgetrain.data.refs import resolve
 from edgetrain.data.splits import SPLIT_NAMES, printable
@@ -59,6 +60,14 @@ def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
         metavar="R",
         help="pixels per side: contact-sheet tiles (default 96) and, with --decode, the "
         "decoding resolution (default 224)",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also show the K cross-validation folds (by group where the data has groups, else "
+        "by class): fold I is test when training with --folds K --fold I (default 0: off)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--sheet", type=Path, metavar="PNG", help="write a contact sheet of samples")
@@ -118,6 +127,8 @@ def run_inspect(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     summary = summarize(splits)
+    if args.folds:
+        summary["folds"] = describe_folds(splits, folds=args.folds, seed=args.seed)
     if sheet is not None:
         summary["sheet"] = str(sheet)
     if args.json:
@@ -167,6 +178,16 @@ def _print_summary(s: dict, show_skipped: int) -> None:
             f"size of {size['of']} (w x h): min {w['min']} x {h['min']}, median {w['median']:g} x "
             f"{h['median']:g}, max {w['max']} x {h['max']}; modes: {modes}"
         )
+    if s.get("folds"):
+        folds = Table(
+            "fold", "images", *s["class_counts"], "groups", title="cross-validation folds"
+        )
+        for row in s["folds"]:
+            counts = [str(n) for n in row["per_class"].values()]
+            folds.add_row(
+                str(row["fold"]), str(row["images"]), *counts, ", ".join(row["groups"]) or "-"
+            )
+        console.print(folds)
     skipped = s["skipped"]
     console.print(f"skipped: {len(skipped)} file(s)" + (":" if skipped else ""))
     for item in skipped[:show_skipped]:

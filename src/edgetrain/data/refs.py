@@ -35,6 +35,7 @@ from urllib.parse import unquote
 
 from edgetrain.data.caltech import Caltech101
 from edgetrain.data.folder import Folder
+from edgetrain.data.folds import check_folds, fold_splits
 from edgetrain.data.pku import PKUPCB
 from edgetrain.data.refbase import DatasetRef
 from edgetrain.data.registry import KINDS, kind_of, usage
@@ -148,16 +149,20 @@ def as_ref(ref: str | DatasetRef) -> DatasetRef:
     return parse_ref(ref)
 
 
-def resolve(ref: str | DatasetRef, *, seed: int = 0) -> Splits:
+def resolve(ref: str | DatasetRef, *, seed: int = 0, folds: int = 0, fold: int = 0) -> Splits:
     """Resolve a dataset reference into train/val/test records and class names.
 
     Lists and probes the files (headers only, no decoding), applies the kind's split rule
     deterministically for `seed`, and reports every file it leaves out in `Splits.skipped`.
     Problems that make training impossible (no images, a single class, an empty train or test
     split, a class without training images) raise `EdgeTrainError` here, before anything runs.
+    `folds` K >= 2 re-cuts the images into K folds with fold `fold` as test (data/folds.py).
     """
     ref = as_ref(ref)
-    return kind_of(ref).resolve(ref, seed=int(seed))
+    if folds:
+        check_folds(folds, fold)
+    splits = kind_of(ref).resolve(ref, seed=int(seed))
+    return fold_splits(splits, folds=folds, fold=fold, seed=int(seed)) if folds else splits
 
 
 def default_augment(ref: str | DatasetRef) -> bool:

@@ -267,6 +267,7 @@ def _dataset_blocks(
         Heading(2, f"Dataset: {dataset}", anchor=f"dataset-{index}"),
         Para(_classes_text(rows)),
         _summary_table(rows, front2, front3),
+        *_verdict_blocks(rows),
     ]
     # the plot functions are looked up here, at call time, not frozen into the section specs
     for front, section, plot in (
@@ -276,6 +277,86 @@ def _dataset_blocks(
         blocks += _pareto_section(rows, front, figures, section, plot)
     for section, plot in ((_CURVES, plots.plot_curves), (_RSS, plots.plot_rss)):
         blocks += _run_plot_section(rows, colors, figures, section, plot)
+    return blocks
+
+
+def _points(x: float | None, sign: bool = True) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{100 * x:+.1f}" if sign else f"{100 * x:.1f}"
+
+
+def _verdict_blocks(rows: Sequence[SummaryRow]) -> list[Block]:
+    """Runs that did not learn, the paired verdicts and the dominance table of one dataset."""
+    from edgetrain.report.verdicts import dominance, verdicts
+
+    blocks: list[Block] = []
+    flagged = [r for r in rows if r.not_learned]
+    if flagged:
+        blocks.append(
+            Para(
+                [
+                    Strong("Did not learn"),
+                    " (left off every front): ",
+                    "; ".join(f"{r.label}: {r.not_learned}" for r in flagged),
+                    ".",
+                ],
+                css="warn",
+            )
+        )
+    found = verdicts(rows)
+    if not found:
+        return blocks
+    blocks += [
+        Heading(3, "Paired verdicts: A − B over the same seeds and folds"),
+        Para(
+            [
+                "Test accuracy difference per (seed, fold) pair, its mean and a Student-t 95 % "
+                "confidence interval over the pairs: ",
+                Strong("better"),
+                " when the interval lies above 0, ",
+                Strong("worse"),
+                " below, else not distinguishable.",
+            ]
+        ),
+        Table(
+            ["A", "B", "pairs", "A − B (points)", "95 % interval", "verdict"],
+            [
+                [
+                    v.a,
+                    v.b,
+                    str(v.paired.n),
+                    _points(v.paired.mean),
+                    f"[{_points(v.paired.low)}, {_points(v.paired.high)}]",
+                    v.paired.verdict,
+                ]
+                for v in found
+            ],
+            [False, False, True, True, False, False],
+        ),
+    ]
+    table = dominance(rows, found)
+    if table:
+        blocks += [
+            Heading(3, "Dominance: the leanest found model not worse than each hand-made one"),
+            Table(
+                ["hand-made", "memory (MB)", "found", "memory (MB)", "share", "gain (points)",
+                 "verdict"],
+                [
+                    [
+                        d.hand_made,
+                        format_number(d.hand_made_mb),
+                        d.found or "none at least as accurate",
+                        format_number(d.found_mb) if d.found else "–",
+                        f"{100 * d.memory_share:.0f} %" if d.found else "–",
+                        _points(d.mean_gain) if d.found else "–",
+                        d.verdict or "–",
+                    ]
+                    for d in table
+                ],
+                [False, True, False, True, True, True, False],
+            ),
+        ]  # fmt: skip
     return blocks
 
 
@@ -545,6 +626,7 @@ h2 { font-size: 21px; margin: 36px 0 8px; padding-bottom: 4px; border-bottom: 2p
 h3 { font-size: 17px; margin: 26px 0 6px; }
 p { margin: 6px 0; }
 p.meta { color: var(--muted); font-size: 13px; }
+p.warn { color: #9a4a00; }
 ul { margin: 6px 0; padding-left: 22px; }
 li { margin: 3px 0; }
 nav { font-size: 14px; margin: 8px 0 0; }

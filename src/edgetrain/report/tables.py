@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edgetrain.report.pareto import Direction, default_reference, hypervolume, non_dominated
+from edgetrain.report.stats import did_not_learn
 
 # Record keys averaged over the runs of a group (units in the names, as in the record).
 METRICS = (
@@ -83,6 +84,9 @@ class SummaryRow:
     run_dirs: tuple[str, ...]
     stats: dict[str, Stat]
     records: tuple[Mapping[str, Any], ...] = field(repr=False, default=())
+    # why this configuration did not learn (half or more of its runs near chance), else None:
+    # such a row is flagged and never drawn as Pareto-optimal
+    not_learned: str | None = None
 
     @property
     def n_runs(self) -> int:
@@ -163,17 +167,50 @@ def _config(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return config if isinstance(config, Mapping) else {}
 
 
+def protocol_label(record: Mapping[str, Any]) -> str:
+    """What a run's numbers depend on besides model and data: resolution, epochs, the recipe
+    where it is not the paper's, and the folds, e.g. "64 px, 6 epochs, cosine, EMA 0.998"."""
+    c = _config(record)
+    parts = [f"{c.get('resolution', '?')} px", f"{c.get('epochs', '?')} epochs"]
+    if c.get("lr_schedule") not in (None, "constant") or c.get("warmup_epochs"):
+        warm = (
+            f" + {c['warmup_epochs']:g} warm-up"
+            if _is_number(c.get("warmup_epochs")) and c.get("warmup_epochs")
+            else ""
+        )
+        parts.append(f"{c.get('lr_schedule', 'constant')}{warm}")
+    if c.get("ema_decay"):
+        parts.append(f"EMA {c['ema_decay']}")
+    if c.get("label_smoothing"):
+        parts.append(f"label smoothing {c['label_smoothing']}")
+    if c.get("lr") not in (None, 1e-3):
+        parts.append(f"lr {c['lr']:g}" if _is_number(c.get("lr")) else "lr ?")
+    if c.get("folds"):
+        parts.append(f"{c['folds']} folds")
+    return ", ".join(parts)
+
+
 def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, list[SummaryRow]]:
-    """Group run records by (dataset, model, init) and average their metrics over the runs.
+    """Group run records by (dataset, protocol, model, init) and average their metrics over
+    the runs (seeds and folds).
 
     Returns {dataset label: rows}, datasets and rows sorted by name so that the report does not
-    depend on the order in which runs finished. Each row holds `Stat`s (mean, sample sd over the
+    depend on the order in which runs finished. Runs of different protocols (`protocol_label`)
+    never share a group or a dataset section: where one dataset holds several, each gets its
+    own section, labelled "dataset [protocol]". Each row holds `Stat`s (mean, sample sd over the
     runs, shown only for n > 1) for every key in `METRICS`; missing or non-finite values are left
     out of a statistic rather than failing the report.
     """
+    records = list(records)
+    protocols: dict[str, set[str]] = {}
+    for record in records:
+        protocols.setdefault(dataset_label(record), set()).add(protocol_label(record))
     groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for record in records:
-        key = (dataset_label(record), model_name(record), init_label(record))
+        dataset = dataset_label(record)
+        if len(protocols[dataset]) > 1:
+            dataset = f"{dataset} [{protocol_label(record)}]"
+        key = (dataset, model_name(record), init_label(record))
         groups.setdefault(key, []).append(record)
     out: dict[str, list[SummaryRow]] = {}
     for (dataset, model, init), recs in sorted(groups.items()):
@@ -186,9 +223,18 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, list[SummaryRow
             run_dirs=tuple(str(r.get("run_dir") or "") for r in recs),
             stats={k: Stat.of(r.get(k) for r in recs) for k in METRICS},
             records=tuple(recs),
+            not_learned=_not_learned(recs),
         )
         out.setdefault(dataset, []).append(row)
     return out
+
+
+def _not_learned(records: Sequence[Mapping[str, Any]]) -> str | None:
+    reasons = [why for why in map(did_not_learn, records) if why]
+    if not reasons or 2 * len(reasons) < len(records):
+        return None
+    runs = f" ({len(reasons)} of {len(records)} runs)" if len(records) > 1 else ""
+    return reasons[0] + runs
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -312,7 +358,10 @@ def pareto_front(
     values = np.array([[row.mean(k) for k in keys] for row in rows], dtype=float).reshape(
         len(rows), len(keys)
     )
-    mask = non_dominated(values, directions)
+    learned = np.array([row.not_learned is None for row in rows], dtype=bool)
+    mask = np.zeros(len(rows), dtype=bool)
+    if learned.any():  # a configuration that did not learn is never Pareto-optimal
+        mask[learned] = non_dominated(values[learned], directions)
     given = tuple(reference is not None and k in reference for k in keys)
     ref = default_reference(values, directions)
     for i, k in enumerate(keys):
@@ -321,7 +370,7 @@ def pareto_front(
     if np.isnan(ref).any():
         hv, share = math.nan, math.nan
     else:
-        hv = hypervolume(values, directions, ref)
+        hv = hypervolume(values[learned], directions, ref)
         box = math.prod(abs(ref[i] - IDEAL.get(k, math.nan)) for i, k in enumerate(keys))
         share = hv / box if box and math.isfinite(box) else math.nan
     return Front(keys, directions, values, mask, ref, given, hv, share)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.helpfmt import DefaultsHelp
 
 DEFAULT_BASELINES = (
     "xception", "xception_lite", "mobilenet_v2", "efficientnet_v2_b0", "efficientnet_v2_b1",
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "are stopped. Then the best candidates and the hand-made baselines are re-trained with "
         "several seeds and tested, and a report compares the fronts. Run the same command again "
         "to resume; `edgetrain worker --storage URL --study NAME` on other machines joins in.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelp,
     )
     p.add_argument("--data", help="dataset reference (needs a validation split); required")
     budget = p.add_mutually_exclusive_group()

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.helpfmt import DefaultsHelp
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(config.json, checkpoint.pt every epoch, history.csv, rss.csv, record.json, plots). "
         "Defaults are the paper's protocol: Adam lr 1e-3, batch 16, 224 px, 60 epochs, "
         "dropout 0.2, last-epoch model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelp,
     )
     p.add_argument(
         "--model",
@@ -43,14 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", type=Path, help="a JSON run config (flags given here override it)")
     g = p.add_argument_group("protocol")
-    g.add_argument("--epochs", type=int)
+    g.add_argument("--epochs", type=int, help="passes over the training split")
     g.add_argument("--resolution", type=int, help="input size in px")
     g.add_argument("--batch-size", type=int, help="effective batch per optimizer step")
-    g.add_argument("--lr", type=float)
-    g.add_argument("--optimizer", choices=["adam", "sgd"])
+    g.add_argument("--lr", type=float, help="learning rate (the peak, with a schedule)")
+    g.add_argument("--optimizer", choices=["adam", "sgd"], help="the update rule")
     g.add_argument("--momentum", type=float, help="SGD momentum")
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--dropout", type=float)
+    g.add_argument("--weight-decay", type=float, help="L2 penalty added to the gradients")
+    g.add_argument("--dropout", type=float, help="dropout before the head's linear layer")
     g.add_argument(
         "--bn-momentum",
         type=float,
@@ -64,6 +65,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the paper's augmentation (default: on for Caltech, off for PCB)",
     )
     g.add_argument("--select", choices=["last", "best-val"], help="which epoch's model is tested")
+    r = p.add_argument_group("short-run recipe (default: the paper's constant rate, none of these)")
+    r.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine", "onecycle"],
+        help="learning rate per step: constant (default), cosine (to 0 at the last step), "
+        "onecycle (up from lr/25 over the warm-up, down to lr/2.5e5)",
+    )
+    r.add_argument(
+        "--warmup-epochs",
+        type=float,
+        metavar="E",
+        help="linear warm-up over E epochs (default 0; onecycle: its rise, 0 = 30%% of the run)",
+    )
+    r.add_argument(
+        "--label-smoothing",
+        type=float,
+        metavar="S",
+        help="share of each target spread over all classes in the training loss (default 0)",
+    )
+    r.add_argument(
+        "--ema-decay",
+        type=float,
+        metavar="D",
+        help="average the weights after every step with decay D (e.g. 0.998); the average is "
+        "what is validated, tested and exported (default 0: off)",
+    )
+    v = p.add_argument_group("cross-validation")
+    v.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="cut the data into K folds by group (boards) or by class (default 0: the data's "
+        "own split); see `edgetrain data inspect REF --folds K`",
+    )
+    v.add_argument(
+        "--fold",
+        type=int,
+        metavar="I",
+        help="with --folds: fold I (0..K-1) is test, fold I+1 validation (default 0)",
+    )
     m = p.add_argument_group("speed and memory")
     m.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     m.add_argument(
@@ -71,7 +112,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         help="NHWC memory layout (on by default: faster on CPU, same results)",
     )
-    m.add_argument("--micro-batch", type=int, help="gradient accumulation over micro-batches")
+    m.add_argument(
+        "--micro-batch",
+        type=int,
+        help="gradient accumulation over micro-batches (default: none, the whole batch)",
+    )
     m.add_argument(
         "--checkpointing",
         action=argparse.BooleanOptionalAction,
@@ -146,6 +191,12 @@ _FIELDS = [
     "split_seed",
     "augment",
     "select",
+    "lr_schedule",
+    "warmup_epochs",
+    "label_smoothing",
+    "ema_decay",
+    "folds",
+    "fold",
     "threads",
     "channels_last",
     "micro_batch",

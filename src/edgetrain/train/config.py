@@ -17,6 +17,7 @@ from edgetrain.errors import EdgeTrainError
 Optimizer = Literal["adam", "sgd"]
 Select = Literal["last", "best-val"]
 Precision = Literal["fp32", "bf16", "fp16"]
+Schedule = Literal["constant", "cosine", "onecycle"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,18 @@ class RunConfig:
     # re-estimate BatchNorm statistics from this many training images before every evaluation
     # (train/bnstats.py); 0 evaluates with the running averages as trained (the paper)
     bn_recalibration_images: int = 1024
+    # --- the short-run recipe (train/recipe.py); the defaults are the paper's protocol ---
+    # learning rate per optimizer step: constant (the paper), cosine (to 0 at the last step) or
+    # onecycle (up from lr/25, down to lr/2.5e5), each after a linear warm-up of warmup_epochs
+    lr_schedule: Schedule = "constant"
+    warmup_epochs: float = 0.0  # onecycle: its rising phase (0: 30 % of the run)
+    label_smoothing: float = 0.0  # share of each target spread over all classes (training loss)
+    # exponential moving average of the weights, updated after every step; the average is what
+    # is validated, tested, saved as tested.pt and exported. 0: off (the paper)
+    ema_decay: float = 0.0
+    # --- cross-validation (data/folds.py) ---
+    folds: int = 0  # 0: the dataset's own split; K >= 2: K folds by group (or class)
+    fold: int = 0  # which fold is the test split (0..K-1); the next one is validation
     # --- memory modes (each measurable alone) ---
     micro_batch: int | None = None  # split each batch into micro-batches of this size (grad accum.)
     checkpointing: bool = False  # recompute each backbone block's activations in backward
@@ -103,6 +116,9 @@ class RunConfig:
         d = self.to_dict()
         d.pop("threads")
         d.pop("accelerator")
+        for name, default in _ADDED_LATER.items():  # earlier runs keep their ids
+            if d.get(name) == default:
+                d.pop(name)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return "run-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -132,6 +148,18 @@ class RunConfig:
         if self.lr <= 0 or (self.bn_momentum is not None and self.bn_momentum <= 0):
             raise EdgeTrainError("lr and bn_momentum must be > 0")
         parse_scope(self.train_scope)
+        if self.warmup_epochs > self.epochs:
+            raise EdgeTrainError(
+                f"warmup epochs must be at most the epochs ({self.epochs}), got {self.warmup_epochs}"
+            )
+        if self.folds == 1 or (self.folds == 0 and self.fold != 0):
+            raise EdgeTrainError(
+                "folds must be 0 (the dataset's own split) or at least 2, and fold needs folds"
+            )
+        if self.folds and self.fold >= self.folds:
+            raise EdgeTrainError(
+                f"fold must be 0..{self.folds - 1} for {self.folds} folds, got {self.fold}"
+            )
         if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", self.accelerator):
             raise EdgeTrainError(
                 f"accelerator must be auto, cpu, cuda or cuda:N, got {self.accelerator!r}"
@@ -155,6 +183,22 @@ _RANGES: dict[str, tuple[float, float, str]] = {
     "memory_budget_mb": (1, 2**30, "a positive size"),
     "latency_repeat": (1, 10_000, "1..10000"),
     "bn_recalibration_images": (0, 1_000_000, "0..1000000 (0: off)"),
+    "warmup_epochs": (0, 100_000, "0..epochs"),
+    "label_smoothing": (0, 0.99, "in [0, 0.99]"),
+    "ema_decay": (0, 0.999999, "in [0, 1) (0: off)"),
+    "folds": (0, 100, "0 (off) or 2..100"),
+    "fold": (0, 99, "0..folds-1"),
+}
+
+# Fields added after run ids were first computed, with their defaults: left out of the id while
+# at the default, so that the runs and bench cells of earlier versions keep their ids.
+_ADDED_LATER: dict[str, Any] = {
+    "lr_schedule": "constant",
+    "warmup_epochs": 0.0,
+    "label_smoothing": 0.0,
+    "ema_decay": 0.0,
+    "folds": 0,
+    "fold": 0,
 }
 
 

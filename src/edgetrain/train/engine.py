@@ -11,6 +11,7 @@ is budget.py; every file goes through `RunDir` (rundir.py); the record's schema 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import sys
@@ -62,6 +63,7 @@ from edgetrain.train.modes import (
 )
 from edgetrain.train.planner import Plan
 from edgetrain.train.progress import TrainProgress
+from edgetrain.train.recipe import WeightEma, lr_at, set_lr
 from edgetrain.train.record import RunRecord
 from edgetrain.train.rundir import RunDir
 from edgetrain.train.setup import build_model
@@ -108,7 +110,7 @@ def train(
     if threads_warning:
         print(threads_warning, file=sys.stderr)
     # resolve the data before claiming the run directory: a bad path leaves nothing behind
-    splits = resolve(config.data, seed=config.split_seed)
+    splits = resolve(config.data, seed=config.split_seed, folds=config.folds, fold=config.fold)
     if not resume:
         run.claim(config)
     # one trainer per run directory: a second one (a retried bench cell) is refused
@@ -194,6 +196,7 @@ def prepare(
         model=model,
         frozen=built.frozen,
         optimizer=make_optimizer([p for p in model.parameters() if p.requires_grad], config),
+        ema=WeightEma(model, config.ema_decay) if config.ema_decay else None,
         accel=accel,
         sampler=sampler,
         facts=facts,
@@ -262,6 +265,8 @@ def _restore(state: RunState) -> None:
         device_state = saved.get("device_state")
         if isinstance(device_state, dict):
             state.accel.load_state_dict(device_state)
+        if state.ema is not None:
+            state.ema.load_state_dict(saved["ema"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
         raise EdgeTrainError(
@@ -309,9 +314,8 @@ def _release_freed_memory() -> None:
 def run_epochs(state: RunState) -> None:
     """Train from `state.start_epoch` to the last epoch; after each: measure, validate, save."""
     config, model, accel = state.config, state.model, state.accel
-    bar = TrainProgress(
-        enabled=state.feedback.progress, epochs=config.epochs, steps=len(state.train_loader)
-    )
+    steps = len(state.train_loader)
+    bar = TrainProgress(enabled=state.feedback.progress, epochs=config.epochs, steps=steps)
     with bar:
         for epoch in range(state.start_epoch, config.epochs):
             set_train_mode(model, state.frozen)
@@ -321,12 +325,16 @@ def run_epochs(state: RunState) -> None:
             bar.start_epoch(epoch)
             for step, batch in enumerate(state.train_loader.epoch(epoch)):
                 x, y = accel.batch(*batch)
+                set_lr(state.optimizer, _lr(config, epoch * steps + step, steps))
                 counter = SavedTensorsCounter(exclude=model) if state.footprint is None else None
                 t0 = time.perf_counter()
                 loss, n_correct = train_step(
                     model, state.optimizer, x, y,
                     micro_batch=state.micro_batch, accel=accel, counter=counter,
+                    label_smoothing=config.label_smoothing,
                 )  # fmt: skip
+                if state.ema is not None:
+                    state.ema.update(model)
                 accel.synchronize()
                 dt_ms = (time.perf_counter() - t0) * 1e3
                 _check_finite(state, epoch, step, loss)
@@ -345,6 +353,17 @@ def run_epochs(state: RunState) -> None:
             if reason and epoch + 1 < config.epochs:
                 state.feedback(f"stopping after epoch {epoch + 1} as requested: {reason}")
                 break
+
+
+def _lr(config: RunConfig, step: int, steps_per_epoch: int) -> float:
+    """The rate of optimizer step `step` of the run (a pure function of it: resume-safe)."""
+    return lr_at(
+        step,
+        base_lr=config.lr,
+        total_steps=config.epochs * steps_per_epoch,
+        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+        schedule=config.lr_schedule,
+    )
 
 
 def _show_step(
@@ -381,6 +400,15 @@ def evaluate_split(
     `keep_recalibrated=False` puts the as-trained statistics back (training goes on with them,
     so every epoch's as-trained figure is the paper's)."""
     loader = state.eval_loaders.get(split)
+    if state.ema is not None and not keep_recalibrated:  # the averaged weights, then back
+        with state.ema.swapped_in(state.model):
+            return _evaluate_split(state, loader, keep_recalibrated=False)
+    return _evaluate_split(state, loader, keep_recalibrated=keep_recalibrated)
+
+
+def _evaluate_split(
+    state: RunState, loader: Any, *, keep_recalibrated: bool
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     as_trained = evaluate(state.model, loader, state.num_classes, state.accel)
     layers = recalibrated_layers(state.model, state.frozen)
     if as_trained is None or state.calibration is None or not layers:
@@ -422,6 +450,7 @@ def _end_epoch(
         "val_accuracy": val["accuracy"] if val else None,
         "val_macro_f1": val["macro_f1"] if val else None,
         "val_accuracy_as_trained": val_as_trained["accuracy"] if val_as_trained else None,
+        "lr": state.optimizer.param_groups[0]["lr"],  # of the epoch's last step
         "epoch_s": epoch_s,
         "train_images_per_s": totals.seen / epoch_s,
         "peak_rss_mb": max(window.peak_bytes / MB, hwm_mb),
@@ -434,9 +463,9 @@ def _end_epoch(
     state.history.append(row)
     if state.config.select == "best-val" and val and val["accuracy"] > state.best_val_accuracy:
         state.best_val_accuracy = val["accuracy"]
-        state.run.save_state(
-            {"model": plain_state_dict(state.model), "epoch": epoch + 1}, which="best"
-        )
+        with state.ema.swapped_in(state.model) if state.ema else contextlib.nullcontext():
+            best = plain_state_dict(state.model)  # the weights that were validated
+            state.run.save_state({"model": best, "epoch": epoch + 1}, which="best")
     _save_checkpoint(state, epoch)
     state.run.write_history(state.history)
     state.run.append_rss(*state.sampler.samples_since(mark), epoch=str(epoch + 1))
@@ -455,6 +484,7 @@ def _save_checkpoint(state: RunState, epoch: int) -> None:
             "epoch": epoch + 1,
             "history": state.history,
             "best_val_accuracy": state.best_val_accuracy,
+            "ema": state.ema.state_dict() if state.ema is not None else None,
             "classes": state.classes,
             "config": state.config.to_dict(),
         }
@@ -480,6 +510,8 @@ def finish(state: RunState) -> RunRecord:
     config, run = state.config, state.run
     if config.select == "best-val" and run.best.is_file():
         load_plain_state_dict(state.model, run.load_state("best")["model"])
+    elif state.ema is not None:  # the averaged weights are the tested (and exported) model
+        state.ema.copy_to(state.model)
     test, test_as_trained = evaluate_split(state, "test", keep_recalibrated=True)
     run.save_state({"model": plain_state_dict(state.model)}, which="tested")
     latency = {

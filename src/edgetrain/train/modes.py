@@ -204,4 +204,7 @@ def load_plain_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> N
 
 
 def _wrapped_children(model: nn.Module) -> set[str]:
-    return {n for n, c in model.backbone.named_children() if isinstance(c, Checkpointed)}
+    backbone = getattr(model, "backbone", None)  # models of ours have one; a toy net may not
+    if not isinstance(backbone, nn.Module):
+        return set()
+    return {n for n, c in backbone.named_children() if isinstance(c, Checkpointed)}

@@ -14,6 +14,7 @@ from edgetrain.measure import RssSampler
 from edgetrain.train.accelerator import Accelerator
 from edgetrain.train.bnstats import CalibrationSample
 from edgetrain.train.config import RunConfig
+from edgetrain.train.recipe import WeightEma
 from edgetrain.train.rundir import RunDir
 
 
@@ -52,6 +53,7 @@ class RunState:
     model: nn.Module
     frozen: list[nn.Module]  # BatchNorm of these stays in eval mode (frozen by the scope)
     optimizer: torch.optim.Optimizer
+    ema: WeightEma | None  # the averaged weights (ema_decay > 0), evaluated instead of the model
     accel: Accelerator
     sampler: RssSampler
     facts: ModelFacts

@@ -26,12 +26,15 @@ def train_step(
     micro_batch: int,
     accel: Accelerator,
     counter: SavedTensorsCounter | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[float, int]:
     """One optimizer step on batch (x, y) -> (mean loss, correct predictions).
 
     The batch runs in micro-batches of `micro_batch` images whose gradients accumulate; the loss
     is the mean over the whole batch, as without micro-batching. `counter`, if given, counts what
     the first micro-batch saves for backward (only one micro-batch's graph is alive at a time).
+    `label_smoothing` spreads that share of each target evenly over all classes (the loss
+    returned is the smoothed one, the loss that is optimised).
     """
     optimizer.zero_grad(set_to_none=True)
     total_loss, n_correct, batch = 0.0, 0, len(y)
@@ -41,7 +44,12 @@ def train_step(
             with accel.autocast():
                 logits = model(xs)
             # loss on logits in fp32; sum / full batch so accumulated grads equal the batch mean
-            loss = F.cross_entropy(logits.float(), ys, reduction="sum") / batch
+            loss = (
+                F.cross_entropy(
+                    logits.float(), ys, reduction="sum", label_smoothing=label_smoothing
+                )
+                / batch
+            )
         accel.backward(loss)  # scaled on a GPU in fp16
         total_loss += float(loss.detach()) * batch
         n_correct += int((logits.argmax(1) == ys).sum())
