@@ -95,8 +95,20 @@ def torch_worker(args: argparse.Namespace) -> dict:
     from edgetrain.train.step import make_optimizer
 
     torch.manual_seed(0)
-    channels_last = args.variant.startswith("cl")
+    channels_last = args.variant.startswith("cl") or args.variant == "auto"
     bf16 = args.variant.endswith("bf16")
+    chosen = None
+    if args.variant == "auto":  # what `edgetrain train` does by default: precision auto
+        from edgetrain.train.precision import resolve_precision
+
+        auto = RunConfig(
+            model=args.model,
+            data="synthetic-pcb",
+            resolution=args.resolution,
+            batch_size=args.batch_size,
+        )
+        resolved, chosen = resolve_precision(auto, 101)
+        bf16 = resolved.precision == "bf16"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     model = create_model(args.model, num_classes=101).train().to(memory_format=fmt)
@@ -136,6 +148,8 @@ def torch_worker(args: argparse.Namespace) -> dict:
     return {
         "framework": "pytorch",
         "variant": args.variant,
+        "precision": "bf16" if bf16 else "fp32",
+        "precision_reason": chosen,
         "model": args.model,
         "train_step_ms": step * 1e3,
         "train_images_per_s": args.batch_size / step,
@@ -339,7 +353,8 @@ def main() -> None:
     ap.add_argument(
         "--variants",
         default="nchw,cl,cl-bf16",
-        help="PyTorch variants: nchw (fp32), cl (channels_last fp32), cl-bf16 (+ bf16 autocast)",
+        help="PyTorch variants: nchw (fp32), cl (channels_last fp32), cl-bf16 (+ bf16 "
+        "autocast), auto (channels_last, the precision `edgetrain train` chooses by default)",
     )
     ap.add_argument("--keras-python", default=str(HERE.parents[1] / ".venv-keras/bin/python"))
     ap.add_argument("--no-keras", action="store_true")
@@ -402,6 +417,9 @@ def _print_ceiling_table(rows: list[dict], variants: list[str], ceilings: list[d
 
 
 def _print_speed_table(args: argparse.Namespace, rows: list[dict], variants: list[str]) -> None:
+    from edgetrain.measure.environment import describe_cpu
+
+    print(f"CPU: {describe_cpu()}")
     print(
         f"training step, batch {args.batch_size}, {args.resolution} px, Adam, median of "
         f"{args.repeat} after {args.warmup} warm-up, each in a fresh process; MB = 2^20 bytes"
@@ -431,6 +449,11 @@ def _print_speed_table(args: argparse.Namespace, rows: list[dict], variants: lis
         f"analytic and meas/anal are for {variants[0]}: meas/anal = peak above baseline / "
         "(analytic footprint - weights), the baseline already holding the weights"
     )
+    if "auto" in variants:
+        for r in rows:
+            t = r["auto"]
+            if "error" not in t:
+                print(f"auto, {r['model']}: {t['precision']} ({t['precision_reason']})")
 
 
 WORKERS = {

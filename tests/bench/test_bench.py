@@ -107,3 +107,31 @@ def test_bench_errors(tmp_path, capsys):
     assert main(["bench", "nope", "--out", str(tmp_path)]) == 2
     assert main(["worker", "--storage", f"sqlite:///{tmp_path / 'x.db'}", "--study", "s"]) == 2
     assert "no study 's'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_two_fold_bench_resumes_without_duplicates_and_pairs_its_models(
+    tmp_path, tiny_experiment, capsys
+):
+    toml = tiny_experiment(seeds=(0, 1))
+    out = tmp_path / "out"
+    assert main(["bench", str(toml), "--folds", "2", "--out", str(out)]) == 0
+    assert "8 newly queued" in capsys.readouterr().out  # 2 models x 2 seeds x 2 folds
+    storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'study.db'}")
+    study = optuna.load_study(study_name="tiny-folds2", storage=storage)
+    configs = [t.user_attrs["config"] for t in study.get_trials()]
+    cells = {(c["model"], c["seed"], c["fold"], c["folds"]) for c in configs}
+    assert len(cells) == 8 and {c[3] for c in cells} == {2}
+    assert main(["bench", str(toml), "--folds", "2", "--out", str(out)]) == 0
+    assert "0 newly queued, 8 already" in capsys.readouterr().out
+    assert len(optuna.load_study(study_name="tiny-folds2", storage=storage).get_trials()) == 8
+    report = (out / "report" / "report.md").read_text()
+    assert "Paired verdicts" in report and "| 4 |" in report  # 2 seeds x 2 folds as pairs
+
+
+@pytest.mark.parametrize(("folds", "message"), [("1", "--folds must be 2..100"), ("-2", "--folds")])
+def test_bench_refuses_bad_folds(tmp_path, tiny_experiment, capsys, folds, message):
+    out = tmp_path / "out"
+    assert main(["bench", str(tiny_experiment()), "--folds", folds, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "study.db").exists()

@@ -136,3 +136,19 @@ def test_inspect_shows_the_folds(grouped, capsys):
     assert [f["fold"] for f in folds] == [0, 1, 2]
     assert sum(f["images"] for f in folds) == sum(summary["splits"].values())
     assert sorted(g for f in folds for g in f["groups"]) == [f"g{i}" for i in range(7)]
+
+
+def test_a_trainval_test_layout_gets_validation_carved_from_trainval(make_classes, tmp_path):
+    make_classes({"a": 16, "b": 16}, root="pub/trainval")
+    make_classes({"a": 4, "b": 4}, root="pub/test")
+    sp = resolve(f"folder:{tmp_path / 'pub'}")
+    assert sp.classes == ["a", "b"]  # not "trainval" and "test"
+    assert sp.counts() == {"train": 28, "val": 4, "test": 8}
+    assert all("/trainval/" in r.source for r in sp.val)
+    assert any("validation carved from the training images" in w for w in sp.warnings)
+
+
+def test_split_folders_beside_class_folders_are_refused(make_classes, tmp_path):
+    make_classes({"cats": 3, "test": 3}, root="mixed")
+    with pytest.raises(EdgeTrainError, match=r"folders named like splits \(test\) beside"):
+        resolve(f"folder:{tmp_path / 'mixed'}")

@@ -140,6 +140,7 @@ def _a_second_space_shares_the_final_round(tmp_path: Path, storage: str) -> None
         (["--time-budget", "soon"], "not a duration"),
         (["--sampler", "grid"], "--sampler must be"),
         (["--baselines", "resnet50"], "unknown model"),
+        (["--final-folds", "1"], "--final-folds must be"),
     ],
 )
 def test_bad_input_stops_before_training(tmp_path, capsys, args, message):

@@ -89,15 +89,8 @@ def test_label_smoothing_is_the_smoothed_cross_entropy():
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
-TINY = dict(
-    model="xception_lite",
-    model_args={"middle_depth": 1},
-    data="synthetic-pcb:per_class=8,size=32",
-    resolution=32,
-    batch_size=8,
+RECIPE = dict(
     epochs=3,
-    threads=1,
-    latency_repeat=2,
     lr_schedule="cosine",
     warmup_epochs=1,
     ema_decay=0.9,
@@ -109,8 +102,9 @@ class _Interrupted(Exception):
     pass
 
 
-def test_resume_in_the_middle_of_a_schedule_is_bit_identical(tmp_path, monkeypatch):
-    whole = train(RunConfig(**TINY), tmp_path / "whole", progress=False)
+def test_resume_in_the_middle_of_a_schedule_is_bit_identical(tmp_path, monkeypatch, tiny_run):
+    tiny = {**tiny_run, **RECIPE}
+    whole = train(RunConfig(**tiny), tmp_path / "whole", progress=False)
     assert [h["lr"] for h in whole.history][-1] == 0.0  # cosine ends at 0
 
     real_wait = RunDir.wait_for_verdict
@@ -122,7 +116,7 @@ def test_resume_in_the_middle_of_a_schedule_is_bit_identical(tmp_path, monkeypat
 
     monkeypatch.setattr(RunDir, "wait_for_verdict", crash_after_epoch_2)
     with pytest.raises(_Interrupted):
-        train(RunConfig(**TINY), tmp_path / "broken", progress=False)
+        train(RunConfig(**tiny), tmp_path / "broken", progress=False)
     monkeypatch.setattr(RunDir, "wait_for_verdict", real_wait)
     resumed = train(None, tmp_path / "broken", resume=True, progress=False)
 
@@ -135,8 +129,9 @@ def test_resume_in_the_middle_of_a_schedule_is_bit_identical(tmp_path, monkeypat
     assert resumed.test_accuracy == whole.test_accuracy
 
 
-def test_the_tested_model_is_the_average(tmp_path):
-    record = train(RunConfig(**{**TINY, "epochs": 2}), tmp_path / "run", progress=False)
+def test_the_tested_model_is_the_average(tmp_path, tiny_run):
+    tiny = {**tiny_run, **RECIPE}
+    record = train(RunConfig(**{**tiny, "epochs": 2}), tmp_path / "run", progress=False)
     run = RunDir(tmp_path / "run")
     tested = run.load_state("tested")["model"]
     saved = run.load_state("checkpoint")
@@ -156,9 +151,10 @@ def test_the_tested_model_is_the_average(tmp_path):
         ({"lr_schedule": "step"}, "lr_schedule"),
     ],
 )
-def test_bad_recipe_values_are_refused(change, message):
+def test_bad_recipe_values_are_refused(change, message, tiny_run):
+    tiny = {**tiny_run, **RECIPE}
     with pytest.raises(EdgeTrainError, match=message):
-        RunConfig.from_dict({**TINY, **change})
+        RunConfig.from_dict({**tiny, **change})
 
 
 def test_new_fields_at_their_defaults_keep_earlier_run_ids():

@@ -6,8 +6,13 @@ Two layouts, told apart by the folder names directly under PATH:
   that files whose names share a group (e.g. the PKU crops' board template `^(\\d+)_`) stay in
   one split.
 - `PATH/train/<class>/*`, `PATH/test/<class>/*` and optionally `PATH/val/<class>/*` (also
-  `valid`, `validation`): used as given. With `?group=` a group found in two splits is reported
-  as a warning (the files are not moved).
+  `trainval`/`training`, `valid`/`validation`, `testing`): used as given. Without a val folder,
+  validation is carved from the training images (an eighth of them: of their groups with
+  `?group=`, else of each class), and the splits' warnings say so. With `?group=` a group found
+  in two splits is reported as a warning (the files are not moved).
+
+A folder that mixes split folders with other folders (`train/` beside `cats/`) is refused: it is
+neither layout, and reading it as classes would train a "train vs cats" classifier.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from edgetrain.data.decode import IMAGE_EXTENSIONS, probe_files
+from edgetrain.data.folds import carve_val
 from edgetrain.data.refbase import DatasetRef, check_path, check_regex
 from edgetrain.data.splits import (
     SPLIT_NAMES,
@@ -33,10 +39,13 @@ from edgetrain.errors import EdgeTrainError
 
 _SPLIT_ALIASES = {
     "train": "train",
+    "trainval": "train",
+    "training": "train",
     "val": "val",
     "valid": "val",
     "validation": "val",
     "test": "test",
+    "testing": "test",
 }
 
 
@@ -207,6 +216,14 @@ def _resolve_given(
     if not any(parts.values()):
         raise no_images_error(ref.kind, root, skipped)
     warnings = walk.warning()
+    if not parts["val"] and parts["train"]:
+        grouped = ref.group is not None
+        parts["train"], parts["val"] = carve_val(parts["train"], classes, grouped, seed)
+        how = "of its groups" if grouped else "of each class's images"
+        warnings.append(
+            f"no val/ folder: validation carved from the training images ({len(parts['val'])} "
+            f"images, an eighth {how}); the test/ folder is used as given"
+        )
     groups: dict[str, list[str]] = {}
     if ref.group is not None:
         groups = {s: sorted({r.group for r in parts[s] if r.group}) for s in SPLIT_NAMES}
@@ -233,6 +250,14 @@ def resolve_folder(ref: Folder, *, seed: int) -> Splits:
     }
     if "train" in split_dirs and len(split_dirs) == len(dirs):
         return _resolve_given(ref, root, split_dirs, skipped, seed, walk)
+    if split_dirs:
+        named = ", ".join(sorted(d.name for d in split_dirs.values()))
+        others = ", ".join(sorted(d.name for d in dirs if d not in split_dirs.values())[:5])
+        raise EdgeTrainError(
+            f"folder:{root}: folders named like splits ({named}) beside other folders "
+            f"({others or 'none'}) and no train/ folder; expected {root}/<class>/<image> or "
+            f"{root}/{{train|trainval,val,test}}/<class>/<image>"
+        )
     return resolve_per_class(
         ref, root, dirs, seed=seed, group=ref.group, skipped=skipped, walk=walk
     )

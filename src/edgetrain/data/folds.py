@@ -114,7 +114,7 @@ def fold_splits(splits: Splits, *, folds: int, fold: int, seed: int) -> Splits:
         parts["test" if f == fold else "val" if f == val_fold else "train"].append(r)
     warnings = [w for w in splits.warnings if "val split is empty" not in w]
     if val_fold is None:
-        parts["train"], parts["val"] = _carve_val(parts["train"], splits.classes, grouped, seed)
+        parts["train"], parts["val"] = carve_val(parts["train"], splits.classes, grouped, seed)
         if not parts["val"]:
             warnings.append(
                 "2 folds of 2 groups leave no group for validation: the val split is empty"
@@ -136,10 +136,12 @@ def fold_splits(splits: Splits, *, folds: int, fold: int, seed: int) -> Splits:
     return out
 
 
-def _carve_val(
+def carve_val(
     train: list[Record], classes: list[str], grouped: bool, seed: int
 ) -> tuple[list[Record], list[Record]]:
-    """(train, val) of a 2-fold training fold: an eighth of its groups, or of each class."""
+    """(train, val): an eighth of the training images held out for validation, as whole groups
+    (at least one group stays in train) or per class; deterministic for `seed`. Used for a
+    2-fold training fold and for a given layout without a val/ folder."""
     if grouped:
         names = sorted({str(r.group) for r in train})
         if len(names) < 2:

@@ -34,15 +34,16 @@ def logits_of(model: Predictor, images: np.ndarray, batch_size: int = 32) -> np.
 
 
 def load_images(
-    ref: str, split: str, resolution: int, *, split_seed: int = 0
+    ref: str, split: str, resolution: int, *, split_seed: int = 0, folds: int = 0, fold: int = 0
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """uint8 images (N, 3, R, R), labels (N,), the data's class names and each image's source,
-    for one split or `all` of them (decoded once, cached)."""
+    for one split or `all` of them (decoded once, cached). `split_seed`, `folds` and `fold` pick
+    the split a run trained on (a cross-validated run's fold)."""
     from edgetrain.data import load_split, resolve  # torch: the decode-once cache
 
     if split not in SPLITS:
         raise EdgeTrainError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    splits = resolve(ref, seed=split_seed)
+    splits = resolve(ref, seed=split_seed, folds=folds, fold=fold)
     names = ("train", "val", "test") if split == "all" else (split,)
     images, labels, sources = [], [], []
     for s in names:
@@ -100,8 +101,8 @@ def evaluate(
     """Evaluate `model_path` on `split` of `data` (default: the data the model was trained on)
     and write metrics.json, confusion.png and misclassified.png into `out_dir`."""
     model = load_predictor(model_path)
-    ref, split_seed = _data_of(model, data)
-    x, y, data_classes, sources = load_images(ref, split, model.resolution, split_seed=split_seed)
+    ref, which = _data_of(model, data)
+    x, y, data_classes, sources = load_images(ref, split, model.resolution, **which)
     targets = remap_labels(y, data_classes, model.classes)
     preds = logits_of(model, x, batch_size).argmax(1)
     result = {"model": str(model_path), "data": ref, "split": split}
@@ -139,17 +140,24 @@ def _spread(indices: np.ndarray, targets: np.ndarray) -> list[int]:
     return [i for *_, i in sorted(ranked)]
 
 
-def _data_of(model: Predictor, data: str | None) -> tuple[str, int]:
-    """The data reference to evaluate on and its split seed (the model's own when it is the data
-    the model was trained on)."""
+def _data_of(model: Predictor, data: str | None) -> tuple[str, dict[str, int]]:
+    """The data reference to evaluate on and which split of it: the model's own split seed and
+    fold when it is the data the model was trained on, else the data's default split."""
     config = getattr(model, "config", None)  # a run directory's model
     sidecar = getattr(model, "sidecar", None)  # an exported model
-    own_ref = config.data if config else (sidecar.data if sidecar else "")
-    own_seed = config.split_seed if config else (sidecar.split_seed if sidecar else 0)
+    own = config or sidecar
+    own_ref = own.data if own else ""
     ref = data or own_ref
     if not ref:
         raise EdgeTrainError("no data set: give --data REF")
-    return ref, own_seed if ref == own_ref else 0
+    if ref != own_ref or own is None:
+        return ref, {}
+    return ref, split_args(own)
+
+
+def split_args(source: Any) -> dict[str, int]:
+    """{split_seed, folds, fold} of a run config or a sidecar: the split it trained on."""
+    return {k: int(getattr(source, k, 0) or 0) for k in ("split_seed", "folds", "fold")}
 
 
 def _default_out(model_path: Path, split: str) -> Path:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgetrain.deploy.evaluate import load_images, logits_of, remap_labels
+from edgetrain.deploy.evaluate import load_images, logits_of, remap_labels, split_args
 from edgetrain.deploy.runmodel import RunModel, load_run_model
 from edgetrain.deploy.runtime import load_onnx
 from edgetrain.deploy.sidecar import Sidecar, sha256_file, write_sidecar
@@ -76,7 +76,7 @@ def parity(rm: RunModel, onnx_path: Path, sidecar: Sidecar, images: np.ndarray) 
 
 def real_images(rm: RunModel, split: str, count: int) -> np.ndarray:
     """Up to `count` uint8 images of `split` of the run's data, spread over the split."""
-    x, *_ = load_images(rm.config.data, split, rm.resolution, split_seed=rm.config.split_seed)
+    x, *_ = load_images(rm.config.data, split, rm.resolution, **split_args(rm.config))
     idx = np.linspace(0, len(x) - 1, num=min(count, len(x))).round().astype(int)
     return x[np.unique(idx)]
 
@@ -92,6 +92,8 @@ def make_sidecar(rm: RunModel, onnx_path: Path, *, precision: str, diff: float |
         run_id=rm.config.id,
         data=rm.config.data,
         split_seed=rm.config.split_seed,
+        folds=rm.config.folds,
+        fold=rm.config.fold,
         onnx_sha256=sha256_file(onnx_path),
         checkpoint_sha256=sha256_file(rm.checkpoint),
         parity_max_abs_diff=diff,
@@ -204,8 +206,8 @@ def _export_int8(rm: RunModel, fp32: Path, calibration: str | None, count: int) 
     """int8 model from `count` training images of `calibration` (default: the run's data), and
     the test accuracy of both models on the run's data."""
     ref = calibration or rm.config.data
-    seed = rm.config.split_seed if ref == rm.config.data else 0
-    x, *_ = load_images(ref, "train", rm.resolution, split_seed=seed)
+    which = split_args(rm.config) if ref == rm.config.data else {}
+    x, *_ = load_images(ref, "train", rm.resolution, **which)
     idx = np.random.default_rng(0).permutation(len(x))[:count]
     int8 = fp32.with_name(fp32.stem + ".int8.onnx")
     quantize_int8(fp32, int8, np.ascontiguousarray(normalize(x[np.sort(idx)])))
@@ -217,7 +219,7 @@ def _export_int8(rm: RunModel, fp32: Path, calibration: str | None, count: int) 
     }
     try:
         xt, yt, data_classes, _ = load_images(
-            rm.config.data, "test", rm.resolution, split_seed=rm.config.split_seed
+            rm.config.data, "test", rm.resolution, **split_args(rm.config)
         )
     except EdgeTrainError as exc:
         out["accuracy_note"] = f"test accuracy not measured: {exc}"

@@ -42,6 +42,8 @@ class Sidecar:
     run_id: str = ""  # RunConfig.id of that run
     data: str = ""  # the dataset reference the run trained on
     split_seed: int = 0  # its split seed: `edgetrain evaluate` picks the same test split
+    folds: int = 0  # and its cross-validation fold (folds 0: the data's own split)
+    fold: int = 0
     onnx_sha256: str = ""  # of the .onnx file this sidecar describes
     checkpoint_sha256: str = ""  # of the checkpoint the weights came from
     parity_max_abs_diff: float | None = None  # onnxruntime vs PyTorch logits at export
@@ -130,6 +132,10 @@ def _problems(f: dict[str, Any]) -> list[str]:
     seed = f.get("split_seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         out.append("split_seed must be an integer")
+    for k in ("folds", "fold"):
+        v = f.get(k, 0)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 100:
+            out.append(f"{k} must be an integer 0..100")
     for k in ("input_name", "output_name", "model", "spec_id", "source_run", "run_id", "data"):
         if not isinstance(f.get(k, ""), str) or len(f.get(k, "")) > 4096:
             out.append(f"{k} must be a string")

@@ -73,3 +73,16 @@ def environment() -> dict[str, Any]:
         "machine_ram_mb": ram / MB,
         "cgroup_memory_limit_mb": None if limit is None else limit / MB,
     }
+
+
+def describe_cpu() -> str:
+    """One line naming the CPU for a benchmark's table: model name, cores this process may use,
+    and whether it has native bf16 (avx512_bf16, amx_bf16), e.g.
+    "AMD EPYC, 2 cores, avx512_bf16 yes, amx_bf16 no"."""
+    model, flags = _cpuinfo()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 0
+    bf16 = ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ("avx512_bf16", "amx_bf16"))
+    return f"{model or 'unknown CPU'}, {cores} cores, {bf16}"

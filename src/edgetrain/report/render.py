@@ -267,7 +267,7 @@ def _dataset_blocks(
         Heading(2, f"Dataset: {dataset}", anchor=f"dataset-{index}"),
         Para(_classes_text(rows)),
         _summary_table(rows, front2, front3),
-        *_verdict_blocks(rows),
+        *verdict_blocks(rows),
     ]
     # the plot functions are looked up here, at call time, not frozen into the section specs
     for front, section, plot in (
@@ -286,7 +286,7 @@ def _points(x: float | None, sign: bool = True) -> str:
     return f"{100 * x:+.1f}" if sign else f"{100 * x:.1f}"
 
 
-def _verdict_blocks(rows: Sequence[SummaryRow]) -> list[Block]:
+def verdict_blocks(rows: Sequence[SummaryRow]) -> list[Block]:
     """Runs that did not learn, the paired verdicts and the dominance table of one dataset."""
     from edgetrain.report.verdicts import dominance, verdicts
 

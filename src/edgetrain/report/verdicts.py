@@ -15,7 +15,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edgetrain.models.found import is_spec_id
 from edgetrain.report.stats import Paired, accuracies_by_pair, paired_difference
 from edgetrain.report.tables import SummaryRow
 
@@ -44,7 +43,10 @@ class Dominance:
 
 
 def is_found(row: SummaryRow) -> bool:
-    return is_spec_id(row.model) or row.model.startswith("found_")
+    """A model that is not a registered hand-made one: a search's find (spec id or file)."""
+    from edgetrain.models.registry import list_models
+
+    return row.model not in list_models()
 
 
 def verdicts(rows: Sequence[SummaryRow]) -> list[PairVerdict]:

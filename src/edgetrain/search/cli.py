@@ -52,6 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--final-seeds", type=int, default=3, help="seeds per model, final round; 0: none"
     )
+    p.add_argument(
+        "--final-folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="cross-validate the final round over K folds by group (boards) or class, so that "
+        "the report's paired verdicts rest on K x seeds pairs; 0: the data's own split",
+    )
     p.add_argument("--stop-margin", type=float, default=0.02, help="early-stopping margin")
     p.add_argument("--stop-after", type=int, default=2, help="earliest epoch to stop a trial at")
     p.add_argument("--accelerator", metavar="DEVICE", help="auto | cpu | cuda | cuda:N")
@@ -118,6 +126,7 @@ def request_from_args(args: argparse.Namespace):
         study_name=(study_name := args.study or f"search-{space.name}"),
         final_study=args.final_study or default_final_study(study_name), run_overrides=_overrides(args),
         baselines=baselines, top=args.top, final_seeds=args.final_seeds,
+        final_folds=args.final_folds,
         stop_margin=args.stop_margin, stop_min_epochs=args.stop_after,
     )  # fmt: skip
 
@@ -146,12 +155,15 @@ def _check_ranges(args: argparse.Namespace) -> None:
         ("--trials", args.trials, 1, MAX_TRIALS),
         ("--top", args.top, 1, 100),
         ("--final-seeds", args.final_seeds, 0, 100),
+        ("--final-folds", args.final_folds, 0, 100),
         ("--stop-after", args.stop_after, 1, 100_000),
         ("--seed", args.seed, 0, 2**32 - 1),
     ]
     for flag, value, lo, hi in checks:
         if not lo <= value <= hi:
             raise EdgeTrainError(f"{flag} must be {lo}..{hi}, got {value}")
+    if args.final_folds == 1:
+        raise EdgeTrainError("--final-folds must be 0 (the data's own split) or 2..100, got 1")
     if not 0 <= args.stop_margin <= 1:
         raise EdgeTrainError(f"--stop-margin must be in [0, 1], got {args.stop_margin}")
 
@@ -193,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
         if not picks:
             path = write_report(req.out, study, None, _children_cpu_s())
             raise EdgeTrainError(f"no trial trained: nothing to re-train (see {path})")
-        exp = final_experiment(search, picks, req.baselines, req.final_seeds, req.final_study)
+        exp = final_experiment(
+            search, picks, req.baselines, req.final_seeds, req.final_study, req.final_folds
+        )
         run_final(search, study, exp, console)
         from edgetrain.bench.study import open_study
         from edgetrain.report.load import records_from_study

@@ -62,9 +62,15 @@ def candidates(study: optuna.Study, objectives: tuple[str, ...], top: int) -> li
 
 
 def final_experiment(
-    search: Search, picks: list[Any], baselines: tuple[str, ...], seeds: int, name: str
+    search: Search,
+    picks: list[Any],
+    baselines: tuple[str, ...],
+    seeds: int,
+    name: str,
+    folds: int = 0,
 ) -> Experiment:
-    """The bench experiment of the final round: candidate spec files + baseline names."""
+    """The bench experiment of the final round: candidate spec files + baseline names, over
+    `seeds` seeds and, with `folds` K >= 2, K cross-validation folds (paired verdicts)."""
     # a candidate another worker trained has its spec in the study, not yet in our folder
     spec_files = [
         str(save_spec(spec_from_dict(t.user_attrs["spec"]), search.out / "specs")) for t in picks
@@ -80,6 +86,7 @@ def final_experiment(
         seeds=tuple(range(seeds)),
         init=("scratch",),
         run=run,
+        folds=folds,
     )
 
 

@@ -120,9 +120,22 @@ def write_report(
         found_ids = found_models(final_records)
         lines += _final_lines(out, found_ids, final_records, float(info.get("budget_mb", 0)))
         lines += _final_table(final_records, found_ids, str(info.get("base") or ""))
+        lines += _verdict_lines(final_records)
     path = out / "search-report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _verdict_lines(records: list[dict[str, Any]]) -> list[str]:
+    """The paired verdicts and the dominance table of the final round (report/verdicts.py)."""
+    from edgetrain.report.render import to_markdown, verdict_blocks
+
+    lines: list[str] = []
+    for rows in summarize(records).values():
+        blocks = verdict_blocks(rows)
+        if blocks:
+            lines += ["", *to_markdown(blocks).splitlines()]
+    return lines
 
 
 def _settings_lines(info: dict[str, Any]) -> list[str]:

@@ -64,6 +64,7 @@ class SearchRequest:
     baselines: tuple[str, ...]
     top: int
     final_seeds: int
+    final_folds: int
     stop_margin: float
     stop_min_epochs: int
 
@@ -188,7 +189,7 @@ def request_from_study(study: optuna.Study, out: Path, data: str | None) -> Sear
         sampler=info["sampler"], seed=int(info["seed"]), out=out, storage=None,
         study_name=study.study_name, final_study=default_final_study(study.study_name),
         run_overrides=_protocol_overrides(protocol),
-        baselines=(), top=0, final_seeds=0, stop_margin=float(info["stop_margin"]),
+        baselines=(), top=0, final_seeds=0, final_folds=0, stop_margin=float(info["stop_margin"]),
         stop_min_epochs=int(info["stop_min_epochs"]),
     )  # fmt: skip
 

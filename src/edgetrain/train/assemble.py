@@ -53,6 +53,7 @@ def assemble_record(
         val_accuracy_as_trained=_as_trained(history[-1]),
         bn_recalibration_images=len(state.calibration) if state.calibration else 0,
         precision=config.precision,
+        precision_reason=state.precision_reason,
         **state.accel.describe(),
         **_device_memory(history),
         training_footprint_mb=_footprint_mb(state, peak_above),

@@ -16,7 +16,7 @@ from edgetrain.errors import EdgeTrainError
 
 Optimizer = Literal["adam", "sgd"]
 Select = Literal["last", "best-val"]
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Schedule = Literal["constant", "cosine", "onecycle"]
 
 
@@ -63,7 +63,10 @@ class RunConfig:
     # --- memory modes (each measurable alone) ---
     micro_batch: int | None = None  # split each batch into micro-batches of this size (grad accum.)
     checkpointing: bool = False  # recompute each backbone block's activations in backward
-    precision: Precision = "fp32"  # bf16: autocast where native; fp16: CUDA, gradient scaling
+    # auto: bf16 where the CPU or GPU has it natively and a timed step shows it faster for this
+    # model, fp16 on a GPU without bf16, else fp32 (train/precision.py; the run's config and
+    # record hold what was chosen); bf16: autocast where native; fp16: CUDA, gradient scaling
+    precision: Precision = "auto"
     # where training computes: auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda,
     # cuda:N; what it resolved to is in the record (`accelerator`)
     accelerator: str = "auto"

@@ -62,6 +62,7 @@ from edgetrain.train.modes import (
     set_train_mode,
 )
 from edgetrain.train.planner import Plan
+from edgetrain.train.precision import resolve_precision
 from edgetrain.train.progress import TrainProgress
 from edgetrain.train.recipe import WeightEma, lr_at, set_lr
 from edgetrain.train.record import RunRecord
@@ -111,12 +112,15 @@ def train(
         print(threads_warning, file=sys.stderr)
     # resolve the data before claiming the run directory: a bad path leaves nothing behind
     splits = resolve(config.data, seed=config.split_seed, folds=config.folds, fold=config.fold)
+    precision_reason = None
     if not resume:
+        config, precision_reason = resolve_precision(config, len(splits.classes))
         run.claim(config)
     # one trainer per run directory: a second one (a retried bench cell) is refused
     with run.locked(), RssSampler(interval_s=0.05) as sampler:
         try:
             state = prepare(config, run, splits, sampler, feedback)
+            state.precision_reason = precision_reason or state.precision_reason
         except BaseException:
             if not resume:
                 run.abandon()  # a failed plan or --init leaves no half-made run behind
@@ -127,7 +131,8 @@ def train(
 
 def _accelerator(config: RunConfig):
     accel = resolve_accelerator(
-        precision=config.precision,
+        # "auto" is resolved once the data says how many classes the model has (train())
+        precision="fp32" if config.precision == "auto" else config.precision,
         channels_last=config.channels_last,
         accelerator=config.accelerator,
     )
@@ -276,6 +281,8 @@ def _restore(state: RunState) -> None:
     state.history = saved["history"]
     state.start_epoch = int(saved["epoch"])
     state.best_val_accuracy = float(saved.get("best_val_accuracy", -1.0))
+    reason = saved.get("precision_reason")
+    state.precision_reason = reason if isinstance(reason, str) else None
     state.resumed = True
     state.feedback(f"resuming {state.run} after epoch {state.start_epoch}")
 
@@ -484,6 +491,7 @@ def _save_checkpoint(state: RunState, epoch: int) -> None:
             "epoch": epoch + 1,
             "history": state.history,
             "best_val_accuracy": state.best_val_accuracy,
+            "precision_reason": state.precision_reason,
             "ema": state.ema.state_dict() if state.ema is not None else None,
             "classes": state.classes,
             "config": state.config.to_dict(),

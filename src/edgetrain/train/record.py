@@ -66,6 +66,7 @@ class RunRecord:
     test_accuracy_as_trained: float | None = None
     val_accuracy_as_trained: float | None = None
     precision: str | None = None  # fp32 | bf16 (autocast) | fp16: what the steps computed in
+    precision_reason: str | None = None  # why: asked for, or what `auto` measured
     # --- where it ran (the resolved --accelerator) ---
     accelerator: str | None = None  # "cpu" or "cuda:N"
     device_name: str | None = None  # the CPU's or the GPU's model name

@@ -60,6 +60,7 @@ class RunState:
     feedback: Feedback
     started: str  # ISO 8601 UTC
     resumed: bool = False
+    precision_reason: str | None = None  # how `config.precision` was chosen (precision.py)
     # --- what the loop accumulates ---
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per finished epoch
     start_epoch: int = 0

@@ -1,0 +1,153 @@
+"""`precision = "auto"`: bf16 where it pays on this machine and for this model, by measurement.
+
+Why measure: bf16 autocast roughly halves training memory and speeds up convolution-heavy
+models by 1.6-1.8x on a CPU with native bf16 (AVX512-BF16, AMX), but depthwise-bound models
+such as MobileNetV2 gain nothing or lose, and on a CPU without native bf16 PyTorch runs bf16
+through reference loops (~100x slower). `torch.ops.mkldnn._is_mkldnn_bf16_supported()` says
+True on AVX-512 CPUs without native bf16, so a flag alone does not decide.
+
+The rule:
+- a CUDA GPU: bf16 where it has bf16 (Ampere on), else fp16 with gradient scaling;
+- a CPU without the avx512_bf16 / amx_bf16 flags: fp32;
+- a CPU with them: a few training steps of the run's own model at its batch and resolution in
+  fp32 and in bf16, after a warm-up; bf16 when its median step is at least `MIN_SPEEDUP` times
+  faster, else fp32. The verdict is cached per (CPU, torch, model spec, resolution, batch,
+  channels_last), so the seeds and folds of a bench time it once.
+
+What was chosen and why goes into the record (`precision`, `precision_reason`); the run's
+config holds the resolved precision, so its id does too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from edgetrain.fileio import atomic_write_text
+from edgetrain.train.accelerator import autocast_context, cpu_supports_bf16, parse_accelerator
+from edgetrain.train.config import RunConfig
+
+MIN_SPEEDUP = 1.1  # bf16 must be this much faster than fp32 to be chosen (timing noise)
+_WARMUP, _TIMED = 2, 3  # steps per precision
+_CACHE_VERSION = 1
+
+
+def resolve_precision(config: RunConfig, num_classes: int) -> tuple[RunConfig, str]:
+    """`config` with precision "auto" replaced by what this machine should use, and the reason
+    (one sentence); a config that names a precision comes back unchanged, "asked for"."""
+    if config.precision != "auto":
+        return config, f"{config.precision} as asked"
+    kind, index = parse_accelerator(config.accelerator)
+    if kind == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return config.replace(precision="bf16"), "auto: the GPU computes bf16 natively"
+        name = torch.cuda.get_device_name(index)
+        return config.replace(precision="fp16"), f"auto: {name} has no bf16; fp16 with scaling"
+    if not cpu_supports_bf16():
+        return config.replace(precision="fp32"), "auto: the CPU has no native bf16 (fp32)"
+    fp32_ms, bf16_ms = _timed_steps(config, num_classes)
+    speedup = fp32_ms / bf16_ms if bf16_ms > 0 else 0.0
+    chosen = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
+    why = (
+        f"auto: a training step took {bf16_ms:.0f} ms in bf16 and {fp32_ms:.0f} ms in fp32 "
+        f"({speedup:.2f}x); bf16 is chosen from {MIN_SPEEDUP}x"
+    )
+    return config.replace(precision=chosen), why
+
+
+def _timed_steps(config: RunConfig, num_classes: int) -> tuple[float, float]:
+    """Median training-step ms of the run's model in fp32 and bf16 (cached, see the module)."""
+    key = _cache_key(config)
+    cache = _load_cache()
+    if key in cache:
+        hit = cache[key]
+        return float(hit["fp32_ms"]), float(hit["bf16_ms"])
+    from edgetrain.train.setup import build_model
+
+    built = build_model(config.replace(precision="fp32"), num_classes)
+    model = built.model
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt).train()
+    batch = config.micro_batch or config.batch_size
+    x = torch.randn(batch, 3, config.resolution, config.resolution).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (batch,))
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        times = {p: _step_ms(model, opt, x, y, p) for p in ("fp32", "bf16")}
+    finally:
+        torch.set_num_threads(threads)
+    cache[key] = {"fp32_ms": times["fp32"], "bf16_ms": times["bf16"]}
+    _save_cache(cache)
+    return times["fp32"], times["bf16"]
+
+
+def _step_ms(model, opt, x, y, precision: str) -> float:
+    out = []
+    for i in range(_WARMUP + _TIMED):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with autocast_context(precision, "cpu"):
+            logits = model(x)
+        F.cross_entropy(logits.float(), y).backward()
+        opt.step()
+        if i >= _WARMUP:
+            out.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(out)
+
+
+def _cache_key(config: RunConfig) -> str:
+    from edgetrain.measure.environment import describe_cpu
+
+    what = {
+        "v": _CACHE_VERSION,
+        "cpu": describe_cpu(),
+        "torch": torch.__version__,
+        "model": config.model,
+        "model_args": config.model_args,
+        "resolution": config.resolution,
+        "batch": config.micro_batch or config.batch_size,
+        "channels_last": config.channels_last,
+        "checkpointing": config.checkpointing,
+        "threads": config.threads or torch.get_num_threads(),
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("EDGETRAIN_CACHE")
+    base = Path(root).expanduser() if root else Path("~/.cache/edgetrain").expanduser()
+    return base / "precision.json"
+
+
+def _load_cache() -> dict[str, Any]:
+    path = _cache_file()
+    try:
+        if not path.is_file() or path.stat().st_size > 1 << 20:
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}  # a broken cache is re-measured, never trusted
+    ok = isinstance(data, dict) and all(
+        isinstance(v, dict) and {"fp32_ms", "bf16_ms"} <= set(v) for v in data.values()
+    )
+    return data if ok else {}
+
+
+def _save_cache(cache: dict[str, Any]) -> None:
+    try:
+        path = _cache_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(cache, indent=1))
+    except OSError:  # a read-only home: the next run measures again
+        pass
