@@ -35,6 +35,8 @@ MODELS = (
 # name -> [run] overrides; "paper" is Adam 1e-3 constant, the last epoch (the paper's protocol)
 RECIPES: dict[str, dict[str, object]] = {
     "paper": {},
+    # the paper's protocol in strict fp32: beside "paper" (precision auto) it is the bf16 parity
+    "paper-fp32": {"precision": "fp32"},
     "cosine": {"lr_schedule": "cosine", "warmup_epochs": 1},
     "cosine-ema": {"lr_schedule": "cosine", "warmup_epochs": 1, "ema_decay": 0.998},
     "cosine-ema-ls": {
