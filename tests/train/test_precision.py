@@ -66,7 +66,7 @@ def test_the_record_says_what_auto_chose_and_why(tmp_path, monkeypatch, tiny_run
     assert record.run_id == cfg.replace(precision="fp32").id
 
 
-# one small model per family; a few SGD steps in bf16 autocast against fp32 from the same weights
+# one small model per family: four SGD steps in bf16 autocast against fp32 from the same weights
 FAMILIES = {
     "xception_lite": {"middle_depth": 1},
     "mobilenet_v2": {},
@@ -75,30 +75,43 @@ FAMILIES = {
 }
 
 
+@pytest.fixture(scope="module")
+def pcb_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    from edgetrain.data import load_split, resolve
+    from edgetrain.data.loader import normalize
+
+    splits = resolve("synthetic-pcb:per_class=4,size=64")
+    x, y = load_split(splits, "train", resolution=64, progress=False)
+    return normalize(x[:16]), y[:16]
+
+
+def _losses(name: str, bf16: bool, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=6, **FAMILIES[name]).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    out = []
+    for _ in range(4):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)  # the loss in fp32, as the engine does
+        loss.backward()
+        opt.step()
+        out.append(float(loss))
+    return out
+
+
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_bf16_steps_stay_close_to_fp32(name):
-    losses = {}
-    for prec in ("fp32", "bf16"):
-        torch.manual_seed(0)
-        model = create_model(name, num_classes=4, **FAMILIES[name])
-        model.train()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        gen = torch.Generator().manual_seed(1)
-        x = torch.randn(4, 3, 64, 64, generator=gen)
-        y = torch.tensor([0, 1, 2, 3])
-        out = []
-        for _ in range(3):
-            opt.zero_grad()
-            ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=prec == "bf16")
-            with ctx:
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)  # the loss in fp32, as the engine does
-            loss.backward()
-            opt.step()
-            out.append(float(loss))
-        losses[prec] = out
-    # bf16 keeps 8 mantissa bits: a few steps stay within a few percent of fp32
-    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+def test_bf16_steps_stay_close_to_fp32(name, pcb_batch):
+    fp32 = _losses(name, False, *pcb_batch)
+    bf16 = _losses(name, True, *pcb_batch)
+    # bf16 keeps 8 mantissa bits: the first loss within 2 %, the next three within 8 % (measured
+    # up to 5 %); over many steps trajectories part as two seeds' do, and accuracy parity is
+    # measured by `benchmarks/recipe.py --recipes paper,paper-fp32`, not here. (On random
+    # noise images with batch 8, a fresh MobileNetV2's gradients are chaotic: cosine 0.4
+    # between fp32 and bf16 at the stem, so such inputs test nothing.)
+    assert bf16[0] == pytest.approx(fp32[0], rel=0.02)
+    assert bf16[1:] == pytest.approx(fp32[1:], rel=0.08)
 
 
 class _Interrupted(Exception):

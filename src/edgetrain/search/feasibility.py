@@ -63,7 +63,10 @@ def predict(
     import time
 
     t0 = time.perf_counter()
-    facts = probe_facts(config, num_classes, (config.precision,))
+    # precision auto is decided by timing once a genome fits; bf16 needs less memory than fp32,
+    # so a prediction in fp32 is an upper bound whatever auto then chooses
+    precision = "fp32" if config.precision == "auto" else config.precision
+    facts = probe_facts(config.replace(precision=precision), num_classes, (precision,))
     model_rss_mb = facts["model_rss_bytes"] / MB
     baseline_mb = baseline.predict(model_rss_mb)
     kwargs = dict(

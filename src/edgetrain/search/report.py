@@ -118,9 +118,10 @@ def write_report(
     lines += _predictor_lines(predictor_errors(study))
     if final_records:
         found_ids = found_models(final_records)
+        # the headline: paired verdicts and the dominance table, then fronts and hypervolumes
+        lines += _verdict_lines(final_records)
         lines += _final_lines(out, found_ids, final_records, float(info.get("budget_mb", 0)))
         lines += _final_table(final_records, found_ids, str(info.get("base") or ""))
-        lines += _verdict_lines(final_records)
     path = out / "search-report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
@@ -134,7 +135,10 @@ def _verdict_lines(records: list[dict[str, Any]]) -> list[str]:
     for rows in summarize(records).values():
         blocks = verdict_blocks(rows)
         if blocks:
-            lines += ["", *to_markdown(blocks).splitlines()]
+            lines += [*to_markdown(blocks).splitlines(), ""]
+    if lines:
+        lines = ["## Final round: which found model is at least as good, for how much memory", "",
+                 *lines]  # fmt: skip
     return lines
 
 

@@ -33,6 +33,7 @@ from edgetrain.search.early_stop import TrialCurve, dominated_by
 from edgetrain.search.feasibility import BaselineModel, Prediction, predict
 from edgetrain.search.space import SearchSpace
 from edgetrain.train.config import RunConfig
+from edgetrain.train.precision import resolve_precision
 from edgetrain.train.record import RunRecord
 from edgetrain.train.rundir import RunDir
 
@@ -179,6 +180,10 @@ def objective(search: Search, trial: Trial) -> list[float]:
             f"{prediction.predicted_peak_mb:.0f} MB > {search.budget_mb:.0f} MB: not trained"
         )
         return search.infeasible_values(prediction)
+    # precision auto is timed only for a genome that fits, so no unfit model is built here
+    config, why = resolve_precision(config, search.num_classes)
+    trial.set_user_attr("run_id", config.id)  # of the resolved precision
+    trial.set_user_attr("precision_reason", why)
     record = train_trial(search, trial, config)
     search.baseline.learn(model_rss_mb, record.baseline_rss_mb)
     trial.set_user_attr("record", record.to_dict())
