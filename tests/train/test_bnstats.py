@@ -125,3 +125,37 @@ def test_engine_records_both_and_exports_what_it_tested(tmp_path, images):
     assert torch.equal(trained[key], tested[key]) == (images == 0)
     # ... and what export and predict load is what was tested
     assert load_run_model(run).checkpoint.name == "tested.pt"
+
+
+def test_the_statistics_that_win_on_validation_are_tested():
+    from types import SimpleNamespace
+
+    from edgetrain.train.engine import _as_trained_statistics_win
+
+    def state(recal, trained):
+        return SimpleNamespace(
+            history=[{"val_accuracy": recal, "val_accuracy_as_trained": trained}]
+        )
+
+    assert _as_trained_statistics_win(state(0.81, 0.99))  # efficientnet_v2_b0 with EMA, measured
+    assert not _as_trained_statistics_win(state(0.96, 0.167))  # mobilenet_v2, Keras BN rate
+    assert not _as_trained_statistics_win(state(0.9, 0.9))  # a tie keeps recalibration
+    assert not _as_trained_statistics_win(state(None, None))  # no val split
+    assert not _as_trained_statistics_win(SimpleNamespace(history=[]))
+
+
+def test_the_record_names_the_tested_statistics(tmp_path, tiny_run):
+    from edgetrain.train import RunConfig, train
+
+    record = train(RunConfig(**{**tiny_run, "data": "synthetic-pcb:per_class=12,size=32"}),
+                   tmp_path / "run", progress=False)  # fmt: skip
+    assert record.bn_statistics in ("recalibrated", "as trained")
+    chosen = (
+        record.test_accuracy_as_trained
+        if record.bn_statistics == "as trained"
+        else record.test_accuracy_recalibrated
+    )
+    assert record.test_accuracy == chosen
+    last = record.history[-1]
+    wins = last["val_accuracy_as_trained"] > last["val_accuracy"]
+    assert (record.bn_statistics == "as trained") == wins

@@ -14,15 +14,25 @@ from edgetrain.train.state import RunState
 WARMUP_STEPS = 3  # the first steps of a process include allocator and kernel warm-up
 
 
+def _tested_val(row: dict[str, Any], bn_statistics: str | None) -> float | None:
+    """The last epoch's validation accuracy of the statistics that are tested."""
+    if bn_statistics == "as trained" and row.get("val_accuracy_as_trained") is not None:
+        return row["val_accuracy_as_trained"]
+    return row["val_accuracy"]
+
+
 def assemble_record(
     state: RunState,
     test: dict[str, Any],
     latency_ms: dict[int, float],
     test_as_trained: dict[str, Any] | None = None,
+    test_recalibrated: dict[str, Any] | None = None,
 ) -> RunRecord:
-    """The record of `state` after its last epoch; `test` from `step.evaluate` (recalibrated
-    when on), `latency_ms` the median inference latency per batch size (1 and 16),
-    `test_as_trained` the test with BatchNorm running averages as trained (None: the same)."""
+    """The record of `state` after its last epoch; `test` from `step.evaluate` with the
+    BatchNorm statistics that won on validation (`state.bn_statistics`), `latency_ms` the
+    median inference latency per batch size (1 and 16), `test_as_trained` the test with the
+    running averages as trained (None: the same), `test_recalibrated` the recalibrated test
+    when the as-trained statistics won (else it is `test`)."""
     config, history = state.config, state.history
     footprint = state.footprint or {}
     peak_above = _peak_above_baseline_mb(history)
@@ -48,8 +58,12 @@ def assemble_record(
         test_loss=test["loss"],
         test_per_class_accuracy=test["per_class_accuracy"],
         test_confusion=test["confusion"],
-        val_accuracy=history[-1]["val_accuracy"],
+        val_accuracy=_tested_val(history[-1], state.bn_statistics),
         test_accuracy_as_trained=(test_as_trained or test)["accuracy"],
+        test_accuracy_recalibrated=(test_recalibrated or test)["accuracy"]
+        if state.calibration
+        else None,
+        bn_statistics=state.bn_statistics if state.calibration else "as trained",
         val_accuracy_as_trained=_as_trained(history[-1]),
         bn_recalibration_images=len(state.calibration) if state.calibration else 0,
         precision=config.precision,

@@ -64,6 +64,10 @@ class RunRecord:
     # training left (the paper's evaluation). 0 images: recalibration was off, both agree.
     bn_recalibration_images: int | None = None
     test_accuracy_as_trained: float | None = None
+    # recalibrated unless the as-trained statistics won on the last epoch's validation
+    # accuracy (engine.finish); both test accuracies are kept
+    bn_statistics: str | None = None  # "recalibrated" | "as trained"
+    test_accuracy_recalibrated: float | None = None
     val_accuracy_as_trained: float | None = None
     precision: str | None = None  # fp32 | bf16 (autocast) | fp16: what the steps computed in
     precision_reason: str | None = None  # why: asked for, or what `auto` measured

@@ -61,6 +61,7 @@ class RunState:
     started: str  # ISO 8601 UTC
     resumed: bool = False
     precision_reason: str | None = None  # how `config.precision` was chosen (precision.py)
+    bn_statistics: str | None = None  # which BatchNorm statistics were tested (engine.finish)
     # --- what the loop accumulates ---
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per finished epoch
     start_epoch: int = 0
