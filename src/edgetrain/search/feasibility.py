@@ -73,7 +73,11 @@ def predict(
         baseline_bytes=int(baseline_mb * MB),
         batch_size=config.batch_size,
         fixed_bytes=fixed_training_bytes(
-            facts["trainable_bytes"], config.optimizer, config.momentum
+            facts["trainable_bytes"],
+            config.optimizer,
+            config.momentum,
+            # a search trains every parameter: the EMA copies about the trainable bytes
+            ema_bytes=facts["trainable_bytes"] if config.ema_decay else 0,
         ),
         min_micro_batch=1 if facts["single_image_ok"] else 2,
     )

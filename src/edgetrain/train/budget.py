@@ -49,7 +49,9 @@ def plan_memory(
         budget_bytes=int(config.memory_budget_mb * MB),
         baseline_bytes=baseline_bytes,
         batch_size=config.batch_size,
-        fixed_bytes=fixed_training_bytes(trainable, config.optimizer, config.momentum),
+        fixed_bytes=fixed_training_bytes(
+            trainable, config.optimizer, config.momentum, ema_bytes=_ema_bytes(config, model)
+        ),
         min_micro_batch=1 if single_ok else 2,
     )
     c = plan.chosen
@@ -61,6 +63,13 @@ def plan_memory(
         precision=c.precision,
     )
     return config, plan
+
+
+def _ema_bytes(config: RunConfig, model: nn.Module) -> int:
+    """The weight EMA's copy: every floating-point tensor of the model's state."""
+    if not config.ema_decay:
+        return 0
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
 def check_budget(state: RunState, epoch: int, step: int) -> None:

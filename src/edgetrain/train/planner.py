@@ -72,15 +72,18 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(n, 0, -1) if n % d == 0]
 
 
-def fixed_training_bytes(trainable_bytes: int, optimizer: str, momentum: float) -> int:
+def fixed_training_bytes(
+    trainable_bytes: int, optimizer: str, momentum: float, ema_bytes: int = 0
+) -> int:
     """Memory a training step needs whatever the batch: gradients, optimizer state, and the
     optimizer step's temporaries (Adam's multi-tensor update allocates about two parameter-sized
-    buffers while it runs; SGD with momentum one)."""
+    buffers while it runs; SGD with momentum one), plus the weight EMA's copy of the model's
+    state (`ema_bytes`, 0 without an EMA)."""
     if optimizer == "adam":
         states, temps = 2, 2
     else:
         states, temps = (1, 1) if momentum else (0, 0)
-    return trainable_bytes * (1 + states + temps)
+    return trainable_bytes * (1 + states + temps) + ema_bytes
 
 
 def _worth_choosing(fitting: list[Candidate]) -> list[Candidate]:
