@@ -99,16 +99,20 @@ def torch_worker(args: argparse.Namespace) -> dict:
     bf16 = args.variant.endswith("bf16")
     chosen = None
     if args.variant == "auto":  # what `edgetrain train` does by default: precision auto
-        from edgetrain.train.precision import resolve_precision
-
-        auto = RunConfig(
-            model=args.model,
-            data="synthetic-pcb",
-            resolution=args.resolution,
-            batch_size=args.batch_size,
+        # decided in a child process, so that its timed steps leave nothing in this one's heap
+        # (in a first run they were here, and this process's peak above baseline read ~0)
+        code = (
+            "import json; from edgetrain.train import RunConfig; "
+            "from edgetrain.train.precision import resolve_precision; "
+            f"c, why = resolve_precision(RunConfig(model={args.model!r}, data='synthetic-pcb', "
+            f"resolution={args.resolution}, batch_size={args.batch_size}), 101); "
+            "print(json.dumps([c.precision, why]))"
         )
-        resolved, chosen = resolve_precision(auto, 101)
-        bf16 = resolved.precision == "bf16"
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        precision, chosen = json.loads(done.stdout.strip().splitlines()[-1])
+        bf16 = precision == "bf16"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     model = create_model(args.model, num_classes=101).train().to(memory_format=fmt)
