@@ -340,7 +340,7 @@ def run_epochs(state: RunState) -> None:
                     micro_batch=state.micro_batch, accel=accel, counter=counter,
                     label_smoothing=config.label_smoothing,
                 )  # fmt: skip
-                if state.ema is not None:
+                if state.ema is not None:  # part of what a step costs: inside the timer
                     state.ema.update(model)
                 accel.synchronize()
                 dt_ms = (time.perf_counter() - t0) * 1e3
