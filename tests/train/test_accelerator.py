@@ -8,11 +8,14 @@ import json
 import pytest
 import torch
 
+import edgetrain.train.accelerator as accelerator
 from edgetrain.cli import main
 from edgetrain.errors import EdgeTrainError
 from edgetrain.train.accelerator import (
     Accelerator,
     CudaAccelerator,
+    check_accelerator_syntax,
+    fused_adam_ok,
     parse_accelerator,
     resolve_accelerator,
 )
@@ -174,3 +177,36 @@ def test_jetson_profiles_train_on_their_gpu():
     base = RunConfig(model="xception_lite", data="synthetic-pcb", device="jetson-orin-nano-8gb")
     assert apply_device_profile(base).accelerator == "cuda"
     assert apply_device_profile(base.replace(accelerator="cpu")).accelerator == "cpu"
+
+
+@pytest.mark.parametrize(
+    "text", ["cpu:1", "cuda:", "cuda:1234", "cuda:-1", "auto:0", "cuda:\u0661"]
+)
+def test_the_grammar_comes_from_the_kind_table(text):
+    with pytest.raises(EdgeTrainError, match="accelerator must be auto, cpu, cuda or cuda:N"):
+        check_accelerator_syntax(text)
+
+
+def test_a_new_kind_is_one_class_and_one_row(monkeypatch):
+    class FakeAccelerator(Accelerator):
+        indexed = True
+        fused_adam = False
+
+        @classmethod
+        def is_available(cls) -> bool:
+            return True
+
+    monkeypatch.setitem(accelerator._KINDS, "fake", FakeAccelerator)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert check_accelerator_syntax("fake:3") == ("fake", 3)
+    assert not fused_adam_ok("fake") and fused_adam_ok("cpu")
+    # "auto" tries the kinds in table order: with no GPU, the first available one
+    assert parse_accelerator("auto")[0] in ("fake", "cpu")
+
+
+def test_auto_prefers_a_gpu_the_table_sees(monkeypatch):
+    _fake_gpus(monkeypatch)
+    assert parse_accelerator("auto") == ("cuda", 0)
+    assert accelerator.accelerator_class("cuda").auto_precision(0)[0] == "bf16"
+    _fake_gpus(monkeypatch, bf16=False)
+    assert accelerator.accelerator_class("cuda").auto_precision(0)[0] == "fp16"

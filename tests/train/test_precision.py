@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import edgetrain.train.accelerator as accelerator
 import edgetrain.train.precision as precision
 from edgetrain import create_model
 from edgetrain.cli import main
@@ -17,7 +18,7 @@ BASE = RunConfig(model="mobilenet_v2", data="synthetic-pcb", resolution=32, batc
 
 
 def test_auto_is_fp32_without_native_bf16(monkeypatch):
-    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(accelerator, "cpu_supports_bf16", lambda: False)
     monkeypatch.setattr(precision, "_timed_steps", lambda *a: pytest.fail("must not time"))
     config, why = precision.resolve_precision(BASE, 6)
     assert config.precision == "fp32" and "no native bf16" in why
@@ -28,7 +29,7 @@ def test_auto_is_fp32_without_native_bf16(monkeypatch):
     [(100.0, 55.0, "bf16"), (100.0, 95.0, "fp32"), (100.0, 130.0, "fp32")],
 )
 def test_auto_follows_the_timed_steps(monkeypatch, fp32_ms, bf16_ms, chosen):
-    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(accelerator, "cpu_supports_bf16", lambda: True)
     monkeypatch.setattr(precision, "_timed_steps", lambda *a: (fp32_ms, bf16_ms))
     config, why = precision.resolve_precision(BASE, 6)
     assert config.precision == chosen
@@ -41,7 +42,7 @@ def test_a_named_precision_is_kept():
 
 
 def test_the_timing_is_cached(monkeypatch):
-    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(accelerator, "cpu_supports_bf16", lambda: True)
     calls = []
     real = precision._step_ms
 
@@ -57,7 +58,7 @@ def test_the_timing_is_cached(monkeypatch):
 
 
 def test_the_record_says_what_auto_chose_and_why(tmp_path, monkeypatch, tiny_run):
-    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(accelerator, "cpu_supports_bf16", lambda: False)
     cfg = RunConfig(**{**tiny_run, "epochs": 1})
     assert cfg.precision == "auto"
     record = train(cfg, tmp_path / "run", progress=False)

@@ -114,10 +114,13 @@ class StepTimes:
         return out
 
 
-def _sync(device: torch.device) -> None:
-    # Accelerators run asynchronously: wait, or the timer sees only the launch.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def synchronize(device: torch.device) -> None:
+    """Wait for work queued on `device`: accelerators run asynchronously, and a timer read
+    without waiting sees only the launch. PyTorch's device-generic `torch.accelerator` does
+    the waiting, so no device kind is named here; the CPU is synchronous."""
+    current = torch.accelerator.current_accelerator()
+    if current is not None and device.type == current.type:
+        torch.accelerator.synchronize(device)
 
 
 def inference_latency_ms(
@@ -150,7 +153,7 @@ def inference_latency_ms(
 
     def forward() -> None:
         model(x)
-        _sync(device)
+        synchronize(device)
 
     try:
         with torch.inference_mode():

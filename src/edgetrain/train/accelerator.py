@@ -6,16 +6,19 @@ Two implementations: the CPU (`Accelerator`) and a CUDA GPU (`CudaAccelerator`: 
 memory and non-blocking copies in `batch`, `torch.cuda.synchronize` in `synchronize`, the
 caching allocator's peaks in `memory_mb`, gradient scaling for fp16 in `backward` / `step`);
 the loop is the same for both. `resolve_accelerator` picks one from `--accelerator`.
+
+This module is the one place that knows the device kinds: `_KINDS` is the table (a new kind is
+one class and one row), and everything else asks it (the `--accelerator` grammar, which
+precision "auto" may pick without measuring, whether PyTorch has a fused Adam there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -83,6 +86,21 @@ class Accelerator:
     precision: str = "fp32"  # fp32 | bf16 (autocast; losses and optimizer state stay fp32)
     channels_last: bool = True  # NHWC activations: faster on CPU, same numbers
 
+    indexed: ClassVar[bool] = False  # "cuda:N" names one of several devices; the CPU is one
+    fused_adam: ClassVar[bool] = True  # PyTorch has a fused Adam kernel for this kind
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return True
+
+    @classmethod
+    def auto_precision(cls, index: int) -> tuple[str, str] | None:
+        """What precision "auto" picks here without measuring, and why; None when only timing
+        a step can tell (a CPU with native bf16: it pays for some models and not others)."""
+        if cpu_supports_bf16():
+            return None
+        return "fp32", "auto: the CPU has no native bf16 (fp32)"
+
     @property
     def name(self) -> str:
         return self.kind
@@ -147,6 +165,19 @@ class CudaAccelerator(Accelerator):
     index: int = 0
     scaler: Any = field(default=None, compare=False)  # torch.amp.GradScaler for fp16
     unified: bool = False  # the GPU shares the CPU's RAM (Jetson)
+
+    indexed: ClassVar[bool] = True
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return torch.cuda.is_available()
+
+    @classmethod
+    def auto_precision(cls, index: int) -> tuple[str, str] | None:
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "auto: the GPU computes bf16 natively"
+        name = torch.cuda.get_device_name(index)
+        return "fp16", f"auto: {name} has no bf16; fp16 with scaling"
 
     @property
     def name(self) -> str:
@@ -253,14 +284,39 @@ def autocast_context(precision: str, device_type: str = "cpu") -> contextlib.Abs
     return contextlib.nullcontext()
 
 
+def accelerator_class(kind: str) -> type[Accelerator]:
+    """The class of a device kind ("cpu", "cuda")."""
+    return _KINDS[kind]
+
+
+def fused_adam_ok(kind: str) -> bool:
+    """True where PyTorch has a fused Adam kernel for tensors on this kind of device."""
+    return kind in _KINDS and _KINDS[kind].fused_adam
+
+
+def check_accelerator_syntax(text: str) -> tuple[str, int | None]:
+    """ "auto" | a kind | "KIND:N" for an indexed kind -> (kind or "auto", N or None); the
+    grammar alone, without asking which devices are present."""
+    kind, sep, index = text.partition(":")
+    ok = text == "auto" or (
+        kind in _KINDS
+        and (
+            not sep
+            or (_KINDS[kind].indexed and index.isascii() and index.isdigit() and len(index) <= 3)
+        )
+    )
+    if not ok:
+        raise EdgeTrainError(f"accelerator must be {_GRAMMAR}, got {text!r}")
+    return kind, int(index) if sep else None
+
+
 def parse_accelerator(text: str) -> tuple[str, int]:
-    """ "auto" | "cpu" | "cuda" | "cuda:N" -> (kind, index), auto resolved here."""
-    m = _ACCEL.fullmatch(text)
-    if not m:
-        raise EdgeTrainError(f"--accelerator must be auto, cpu, cuda or cuda:N, got {text!r}")
-    if text == "auto":
-        return ("cuda", 0) if torch.cuda.is_available() else ("cpu", 0)
-    return ("cpu", 0) if text == "cpu" else ("cuda", int(m.group(1) or 0))
+    """ "auto" | "cpu" | "cuda" | "cuda:N" -> (kind, index), auto resolved here: the first
+    kind of the table that PyTorch sees (a GPU before the CPU)."""
+    kind, index = check_accelerator_syntax(text)
+    if kind == "auto":
+        kind = next(k for k, cls in _KINDS.items() if cls.is_available())
+    return kind, index or 0
 
 
 def resolve_accelerator(
@@ -313,4 +369,9 @@ def _resolve_cuda(index: int, precision: str, channels_last: bool) -> CudaAccele
     return CudaAccelerator("cuda", precision, channels_last, index, scaler, unified)
 
 
-_ACCEL = re.compile(r"auto|cpu|cuda(?::(\d{1,3}))?")
+# the device kinds, in the order "auto" tries them; the CPU, always available, last
+_KINDS: dict[str, type[Accelerator]] = {"cuda": CudaAccelerator, "cpu": Accelerator}
+ACCELERATOR_KINDS = tuple(_KINDS)
+_GRAMMAR = "auto, " + ", ".join(
+    f"{k} or {k}:N" if c.indexed else k for k, c in reversed(_KINDS.items())
+)

@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -163,10 +162,9 @@ class RunConfig:
             raise EdgeTrainError(
                 f"fold must be 0..{self.folds - 1} for {self.folds} folds, got {self.fold}"
             )
-        if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", self.accelerator):
-            raise EdgeTrainError(
-                f"accelerator must be auto, cpu, cuda or cuda:N, got {self.accelerator!r}"
-            )
+        from edgetrain.train.accelerator import check_accelerator_syntax  # imports torch
+
+        check_accelerator_syntax(self.accelerator)
 
 
 # sane limits on every number a user can type: (low, high, how to say it); None = not set

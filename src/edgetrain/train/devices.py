@@ -15,6 +15,7 @@ from typing import Any
 
 from edgetrain.errors import EdgeTrainError
 from edgetrain.measure.units import parse_size
+from edgetrain.train.accelerator import ACCELERATOR_KINDS
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,10 @@ def shipped_devices() -> list[str]:
 
 
 def _accelerator(value: object) -> str:
-    if value not in ("cpu", "cuda"):
-        raise ValueError(f"accelerator must be cpu or cuda, got {value!r}")
+    if value not in ACCELERATOR_KINDS:
+        raise ValueError(
+            f"accelerator must be one of {', '.join(ACCELERATOR_KINDS)}, got {value!r}"
+        )
     return str(value)
 
 

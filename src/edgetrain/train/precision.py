@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from edgetrain.fileio import atomic_write_text
-from edgetrain.train.accelerator import autocast_context, cpu_supports_bf16, parse_accelerator
+from edgetrain.train.accelerator import accelerator_class, autocast_context, parse_accelerator
 from edgetrain.train.config import RunConfig
 
 MIN_SPEEDUP = 1.1  # bf16 must be this much faster than fp32 to be chosen (timing noise)
@@ -46,13 +46,9 @@ def resolve_precision(config: RunConfig, num_classes: int) -> tuple[RunConfig, s
     if config.precision != "auto":
         return config, f"{config.precision} as asked"
     kind, index = parse_accelerator(config.accelerator)
-    if kind == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return config.replace(precision="bf16"), "auto: the GPU computes bf16 natively"
-        name = torch.cuda.get_device_name(index)
-        return config.replace(precision="fp16"), f"auto: {name} has no bf16; fp16 with scaling"
-    if not cpu_supports_bf16():
-        return config.replace(precision="fp32"), "auto: the CPU has no native bf16 (fp32)"
+    fixed = accelerator_class(kind).auto_precision(index)
+    if fixed is not None:
+        return config.replace(precision=fixed[0]), fixed[1]
     fp32_ms, bf16_ms = _timed_steps(config, num_classes)
     speedup = fp32_ms / bf16_ms if bf16_ms > 0 else 0.0
     chosen = "bf16" if speedup >= MIN_SPEEDUP else "fp32"

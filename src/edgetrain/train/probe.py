@@ -27,6 +27,7 @@ from torch import nn
 
 from edgetrain.errors import EdgeTrainError
 from edgetrain.measure import SavedTensorsCounter, StorageSet, current_rss_bytes
+from edgetrain.measure.timing import synchronize
 from edgetrain.models.profile import count_macs
 from edgetrain.train.accelerator import autocast_context
 from edgetrain.train.config import RunConfig
@@ -140,8 +141,7 @@ def _probe(
             with autocast_context(precision, device_type):
                 loss = F.cross_entropy(model(xs).float(), ys)
             loss.backward()
-            if device_type == "cuda":
-                torch.cuda.synchronize(x.device)
+            synchronize(x.device)
             ts.append(time.perf_counter() - t0)
         times.append(statistics.median(ts[2:]))
         del model, loss
@@ -248,8 +248,8 @@ def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
     accel = resolve_accelerator(
         precision=config.precision, channels_last=False, accelerator=config.accelerator
     )
-    if accel.kind != "cpu":  # probe where training will run
-        model, x, y = model.to(accel.device), x.to(accel.device), y.to(accel.device)
+    # probe where training will run (on the CPU these are no-ops)
+    model, x, y = model.to(accel.device), x.to(accel.device), y.to(accel.device)
     probes = probe_settings(
         model, x, y, channels_last=config.channels_last, precisions=tuple(request["precisions"])
     )

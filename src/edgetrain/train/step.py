@@ -13,7 +13,7 @@ import edgetrain.train.metrics as metrics
 from edgetrain.data import BatchLoader
 from edgetrain.errors import EdgeTrainError
 from edgetrain.measure import SavedTensorsCounter
-from edgetrain.train.accelerator import Accelerator
+from edgetrain.train.accelerator import Accelerator, fused_adam_ok
 from edgetrain.train.config import RunConfig
 
 
@@ -108,6 +108,7 @@ def make_optimizer(params: list[nn.Parameter], config: RunConfig) -> torch.optim
 
 
 def _fusable(params: list[nn.Parameter]) -> bool | None:
-    """True where PyTorch has a fused Adam for every parameter (floating point, CPU or CUDA)."""
-    ok = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    """True where PyTorch has a fused Adam for every parameter (floating point, on a device
+    kind the accelerator table says has the kernel)."""
+    ok = all(p.is_floating_point() and fused_adam_ok(p.device.type) for p in params)
     return True if ok else None
