@@ -5,9 +5,9 @@ the bytes saved for backward (under `saved_tensors_hooks`), the largest backbone
 saved bytes (what checkpointing recomputes at once in backward) and the step time. The planner
 (`planner.py`) fits a + b*m to each and predicts every candidate's peak and step time.
 
-Probes run in a fresh Python process (`probe_in_subprocess`), so the memory they touch never
-stays in the training process; the model is built there by `setup.build_model`, the very
-function the engine uses.
+Probes run in a fresh Python process (`probe_in_subprocess`, whose entry point is
+`probe_child.py`), so the memory they touch never stays in the training process; the model is
+built there by `setup.build_model`, the very function the engine uses.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,13 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgetrain.errors import EdgeTrainError
-from edgetrain.measure import SavedTensorsCounter, StorageSet, current_rss_bytes
+from edgetrain.measure import SavedTensorsCounter, StorageSet
 from edgetrain.measure.timing import synchronize
-from edgetrain.models.profile import count_macs
 from edgetrain.train.accelerator import autocast_context
 from edgetrain.train.config import RunConfig
 from edgetrain.train.modes import enable_checkpointing
-from edgetrain.train.setup import build_model
 
 # --- probing one setting ------------------------------------------------------------------------
 
@@ -215,7 +213,7 @@ def probe_facts(config: RunConfig, num_classes: int, precisions: tuple[str, ...]
     the runtime loaded and the model built, before any step)."""
     request = {"config": config.to_dict(), "num_classes": num_classes, "precisions": precisions}
     proc = subprocess.run(
-        [sys.executable, "-m", "edgetrain.train.probe", json.dumps(request)],
+        [sys.executable, "-m", "edgetrain.train.probe_child", json.dumps(request)],
         capture_output=True,
         text=True,
         check=False,
@@ -230,40 +228,3 @@ def probe_facts(config: RunConfig, num_classes: int, precisions: tuple[str, ...]
     ]
     out["single_image_ok"] = bool(out["single_image_ok"])
     return out
-
-
-def _probe_main(request: dict[str, Any]) -> dict[str, Any]:
-    config = RunConfig.from_dict(request["config"])
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    import edgetrain.train.engine  # noqa: F401  (the trainer's code: its imports count too)
-    from edgetrain.train.accelerator import resolve_accelerator
-
-    model = build_model(config, request["num_classes"]).model
-    built_rss = current_rss_bytes()  # the runtime and the weights, before any step
-    r = config.resolution
-    macs = count_macs(model, r)  # on the CPU, where count_macs makes its input
-    x = torch.randn(4, 3, r, r)
-    y = torch.arange(4) % request["num_classes"]
-    accel = resolve_accelerator(
-        precision=config.precision, channels_last=False, accelerator=config.accelerator
-    )
-    # probe where training will run (on the CPU these are no-ops)
-    model, x, y = model.to(accel.device), x.to(accel.device), y.to(accel.device)
-    probes = probe_settings(
-        model, x, y, channels_last=config.channels_last, precisions=tuple(request["precisions"])
-    )
-    return {
-        "probes": [asdict(p) for p in probes],
-        "single_image_ok": can_train_single_image(model, x),
-        "model_rss_bytes": built_rss,
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable_bytes": sum(
-            p.numel() * p.element_size() for p in model.parameters() if p.requires_grad
-        ),
-        "macs": macs,
-    }
-
-
-if __name__ == "__main__":
-    print(json.dumps(_probe_main(json.loads(sys.argv[1]))))
