@@ -12,6 +12,8 @@ import sys
 
 from edgetrain.errors import EdgeTrainError
 
+MAX_BATCH = 4096
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -41,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="classify image files with a run directory or an exported .onnx",
         description="Top-k classes with probabilities for each image (folders are searched "
         "recursively). MODEL is a run directory (PyTorch) or an .onnx with its sidecar "
-        "(onnxruntime only, no torch). Unreadable files are listed and counted.",
+        "(onnxruntime only, no torch). Unreadable files are listed and counted; the exit "
+        "status is 2 when a path given is neither a file nor a folder, or nothing could be "
+        "predicted.",
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("images", metavar="IMAGES_OR_FOLDERS", nargs="+")
@@ -50,14 +54,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--csv", metavar="FILE", help="write one row per file to FILE")
     out.add_argument("--json", action="store_true", help="print predictions as JSON")
     p.add_argument("--batch-size", type=int, default=16, metavar="N")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="inference threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="inference threads, 1..the CPUs this process may use (default: EDGETRAIN_THREADS, "
+        "else the runtime's choice)",
+    )
     p.set_defaults(func=_predict)
 
     p = sub.add_parser(
         "evaluate",
         help="accuracy, macro-F1, confusion matrix and misclassified images on a data set",
         description="Evaluate a run directory or an exported .onnx on a split of a data set; "
-        "writes metrics.json, confusion.png and misclassified.png.",
+        "writes metrics.json, confusion.png and misclassified.png. Files the data set leaves "
+        "out (empty, corrupt, not images) are counted and named.",
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--data", metavar="REF", help="dataset reference (default: the model's own)")
@@ -87,12 +99,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from edgetrain.deploy.predict import format_lines, load_predictor, predict_files, write_csv
+def _check_batch_size(batch_size: int) -> None:
+    # the bound of training's batch; the memory a model may use is sized by it
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise EdgeTrainError(f"--batch-size must be 1..{MAX_BATCH}, got {batch_size}")
 
-    if args.top_k < 1 or args.batch_size < 1:
-        raise EdgeTrainError("--top-k and --batch-size must be at least 1")
-    model = load_predictor(args.model, threads=args.threads)
+
+def _predict(args: argparse.Namespace) -> int:
+    from edgetrain.deploy.predict import (
+        format_lines,
+        input_problem,
+        load_predictor,
+        predict_files,
+        write_csv,
+    )
+
+    if args.top_k < 1:
+        raise EdgeTrainError("--top-k must be at least 1")
+    _check_batch_size(args.batch_size)
+    model = load_predictor(args.model, threads=args.threads, batch_size=args.batch_size)
     result = predict_files(model, args.images, top_k=args.top_k, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -103,14 +128,16 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"{len(result.predictions)} predicted, {len(result.failed)} unreadable -> {args.csv}")
     else:
         print("\n".join(format_lines(result)))
+    problem = input_problem(result)
+    if problem:  # after the output: what could be predicted is still shown
+        raise EdgeTrainError(problem)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from edgetrain.deploy.evaluate import evaluate, format_lines
 
-    if args.batch_size < 1:
-        raise EdgeTrainError("--batch-size must be at least 1")
+    _check_batch_size(args.batch_size)
     result = evaluate(
         args.model, data=args.data, split=args.split, out_dir=args.out, batch_size=args.batch_size
     )

@@ -2,8 +2,10 @@
 accuracy, a confusion matrix (PNG), a contact sheet of misclassified images, JSON.
 
 The images are the split's decode-once cache (`edgetrain.data.load_split`), made by the same
-`edgetrain.preprocess.decode` that `edgetrain predict` uses, and normalised by the same
-function, so evaluation and prediction see identical pixels. Classes are matched by name: a
+`edgetrain.preprocess.decode` that `edgetrain predict` uses, and normalised as the model says
+(`Predictor.normalize`), so evaluation and prediction see identical inputs. Files the data set
+left out (empty, corrupt, not images) are counted and named in the output and metrics.json, so
+a score on half a folder does not read as a score on all of it. Classes are matched by name: a
 data set may hold a subset of the model's classes, not a class the model does not know.
 """
 
@@ -11,34 +13,43 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from edgetrain.deploy.predict import Predictor, load_predictor
+from edgetrain.deploy.predict import Predictor, checked_logits, load_predictor
 from edgetrain.errors import EdgeTrainError
 from edgetrain.fileio import atomic_write_text
-from edgetrain.preprocess import normalize
 
 SPLITS = ("test", "val", "train", "all")
 SHEET_MAX = 48  # misclassified images shown
+SKIPPED_SHOWN = 20  # skipped files listed in the text output (metrics.json lists all)
 
 
 def logits_of(model: Predictor, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Logits (N, C) of uint8 images (N, 3, R, R), normalised as in training, in batches."""
+    """Logits (N, C) of uint8 images (N, 3, R, R), normalised as the model says, in batches."""
     out = [
-        model.logits(np.ascontiguousarray(normalize(images[i : i + batch_size])))
-        for i in range(0, len(images), batch_size)
+        checked_logits(model, images[i : i + batch_size]) for i in range(0, len(images), batch_size)
     ]
     return np.concatenate(out) if out else np.zeros((0, len(model.classes)), np.float32)
 
 
+class Images(NamedTuple):
+    """A data set's split as evaluated: uint8 images (N, 3, R, R), labels (N,), the data's class
+    names, each image's source, and the files left out ({file, reason, stage, split})."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    sources: list[str]
+    skipped: list[dict[str, str | None]]
+
+
 def load_images(
     ref: str, split: str, resolution: int, *, split_seed: int = 0, folds: int = 0, fold: int = 0
-) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """uint8 images (N, 3, R, R), labels (N,), the data's class names and each image's source,
-    for one split or `all` of them (decoded once, cached). `split_seed`, `folds` and `fold` pick
-    the split a run trained on (a cross-validated run's fold)."""
+) -> Images:
+    """The images of one split or `all` of them (decoded once, cached). `split_seed`, `folds`
+    and `fold` pick the split a run trained on (a cross-validated run's fold)."""
     from edgetrain.data import load_split, resolve  # torch: the decode-once cache
 
     if split not in SPLITS:
@@ -54,7 +65,7 @@ def load_images(
     x, y = np.concatenate(images), np.concatenate(labels)
     if len(y) == 0:
         raise EdgeTrainError(f"the {split} split of {ref} holds no images; try --split all")
-    return x, y, list(splits.classes), sources
+    return Images(x, y, list(splits.classes), sources, splits.skipped_report())
 
 
 def remap_labels(
@@ -100,13 +111,15 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate `model_path` on `split` of `data` (default: the data the model was trained on)
     and write metrics.json, confusion.png and misclassified.png into `out_dir`."""
-    model = load_predictor(model_path)
+    model = load_predictor(model_path, batch_size=batch_size)
     ref, which = _data_of(model, data)
-    x, y, data_classes, sources = load_images(ref, split, model.resolution, **which)
+    x, y, data_classes, sources, skipped = load_images(ref, split, model.resolution, **which)
     targets = remap_labels(y, data_classes, model.classes)
     preds = logits_of(model, x, batch_size).argmax(1)
     result = {"model": str(model_path), "data": ref, "split": split}
     result.update(metrics_of(targets, preds, model.classes))
+    result["skipped_files"] = len(skipped)
+    result["skipped"] = skipped
     wrong = np.flatnonzero(preds != targets)
     result["misclassified"] = [
         {
@@ -167,13 +180,19 @@ def _default_out(model_path: Path, split: str) -> Path:
 
 
 def format_lines(result: dict[str, Any]) -> list[str]:
+    skipped = result["skipped"]
+    left_out = f", {len(skipped)} files skipped" if skipped else ""
     lines = [
-        f"{result['model']} on {result['data']} ({result['split']}, {result['images']} images)",
+        f"{result['model']} on {result['data']} ({result['split']}, {result['images']} images"
+        f"{left_out})",
         f"accuracy {result['accuracy']:.2%}   macro-F1 {result['macro_f1']:.3f}   "
         f"misclassified {len(result['misclassified'])}",
     ]
     for name, acc in result["per_class_accuracy"].items():
         lines.append(f"  {name:<24} {'–' if acc is None else f'{acc:.1%}'}")
+    lines += [f"skipped: {s['file']}: {s['reason']}" for s in skipped[:SKIPPED_SHOWN]]
+    if len(skipped) > SKIPPED_SHOWN:
+        lines.append(f"  ... and {len(skipped) - SKIPPED_SHOWN} more (metrics.json lists all)")
     lines.append(f"wrote {result['metrics_json']}, {result['confusion_png']}")
     if result["misclassified_png"]:
         lines[-1] += f", {result['misclassified_png']}"

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from edgetrain.deploy.evaluate import load_images, logits_of, remap_labels, split_args
+from edgetrain.deploy.predict import checked_logits
 from edgetrain.deploy.runmodel import RunModel, load_run_model
 from edgetrain.deploy.runtime import load_onnx
 from edgetrain.deploy.sidecar import Sidecar, sha256_file, write_sidecar
@@ -63,10 +64,11 @@ def export_onnx(model: nn.Module, path: Path, resolution: int) -> None:
 
 
 def parity(rm: RunModel, onnx_path: Path, sidecar: Sidecar, images: np.ndarray) -> dict[str, Any]:
-    """max |onnxruntime - PyTorch| over the logits of uint8 `images`, and top-1 agreement."""
+    """max |onnxruntime - PyTorch| over the logits of uint8 `images`, and top-1 agreement. Each
+    model normalises the images its own way (the sidecar's scale and offset for ONNX), so this
+    checks the sidecar too; NaN logits are refused (NaN would pass a `diff > limit` test)."""
     om = load_onnx(onnx_path, sidecar=sidecar)
-    x = np.ascontiguousarray(normalize(images))
-    ref, got = rm.logits(x), om.logits(x)
+    ref, got = checked_logits(rm, images), checked_logits(om, images)
     return {
         "parity_images": len(images),
         "parity_max_abs_diff": float(np.abs(ref - got).max()),
@@ -218,7 +220,7 @@ def _export_int8(rm: RunModel, fp32: Path, calibration: str | None, count: int) 
         "calibration": f"{len(idx)} images of the train split of {ref}",
     }
     try:
-        xt, yt, data_classes, _ = load_images(
+        xt, yt, data_classes, *_ = load_images(
             rm.config.data, "test", rm.resolution, **split_args(rm.config)
         )
     except EdgeTrainError as exc:

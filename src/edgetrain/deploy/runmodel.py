@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.preprocess import normalize
 from edgetrain.train.checkpoint import load_checkpoint
 from edgetrain.train.config import RunConfig
 from edgetrain.train.modes import load_plain_state_dict
@@ -36,6 +37,10 @@ class RunModel:
     @property
     def resolution(self) -> int:
         return self.config.resolution
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, 3, R, R) -> float32, as training normalised them."""
+        return normalize(images)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(x)

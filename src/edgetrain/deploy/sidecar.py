@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgetrain.errors import EdgeTrainError
-from edgetrain.fileio import atomic_write_text
+from edgetrain.fileio import atomic_write_text, parse_json, read_text_bounded
 
 FORMAT = "edgetrain-onnx-sidecar"
 VERSION = 1
@@ -52,6 +54,11 @@ class Sidecar:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images (N, 3, R, R) -> the model's float32 input, `x * scale + offset`. With the
+        default fields this is bit for bit `edgetrain.preprocess.normalize` (x - 1 == x + -1)."""
+        return images.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, **dataclasses.asdict(self)}
 
@@ -79,18 +86,13 @@ def write_sidecar(onnx_path: str | Path, sidecar: Sidecar) -> Path:
 def read_sidecar(onnx_path: str | Path) -> Sidecar:
     """Read and validate the sidecar of `onnx_path`; `EdgeTrainError` naming what is wrong."""
     path = sidecar_path(onnx_path)
-    if not path.is_file():
+    if not path.exists():
         raise EdgeTrainError(
             f"{onnx_path} has no sidecar ({path.name} is missing): export the model with "
             "`edgetrain export RUN_DIR`, which writes both files, and keep them together"
         )
-    if path.stat().st_size > MAX_SIDECAR_BYTES:
-        raise EdgeTrainError(f"{path} is larger than {MAX_SIDECAR_BYTES} bytes: not a sidecar")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgeTrainError(f"cannot read sidecar {path}: {exc}") from None
-    return parse_sidecar(d, source=str(path))
+    text = read_text_bounded(path, MAX_SIDECAR_BYTES, "sidecar")
+    return parse_sidecar(parse_json(text, str(path)), source=str(path))
 
 
 def parse_sidecar(d: Any, *, source: str = "sidecar") -> Sidecar:
@@ -127,6 +129,8 @@ def _problems(f: dict[str, Any]) -> list[str]:
         v = f.get(k, 0.0)
         if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
             out.append(f"{k} must be a finite number")
+    if f.get("scale") == 0:  # every image would become the same input
+        out.append("scale must not be 0")
     if f.get("precision", "fp32") not in ("fp32", "int8"):
         out.append("precision must be fp32 or int8")
     seed = f.get("split_seed", 0)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.threads import check_thread_range
 
 Optimizer = Literal["adam", "sgd"]
 Select = Literal["last", "best-val"]
@@ -141,6 +142,7 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and not lo <= value <= hi:
                 raise EdgeTrainError(f"{name.replace('_', ' ')} must be {what}, got {value}")
+        check_thread_range(self.threads)  # the CPUs are checked where threads start
         if self.micro_batch is not None and self.micro_batch > self.batch_size:
             raise EdgeTrainError(
                 f"micro_batch must be 1..batch size ({self.batch_size}), got {self.micro_batch}"
@@ -179,7 +181,6 @@ _RANGES: dict[str, tuple[float, float, str]] = {
     "bn_momentum": (0, 1, "in (0, 1]"),
     "seed": (0, 2**32 - 1, "0..2^32-1"),
     "split_seed": (0, 2**32 - 1, "0..2^32-1"),
-    "threads": (1, 1024, "1..1024 (and at most the CPUs this process may use)"),
     "micro_batch": (1, 4096, "1..batch size"),
     "memory_budget_mb": (1, 2**30, "a positive size"),
     "latency_repeat": (1, 10_000, "1..10000"),
