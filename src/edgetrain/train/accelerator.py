@@ -24,16 +24,9 @@ import torch
 from torch import nn
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.threads import bound_threads
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (affinity and cgroup cpusets included)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def physical_cores() -> int:
@@ -53,15 +46,11 @@ def physical_cores() -> int:
 
 
 def check_threads(threads: int | None) -> str | None:
-    """Refuse more torch threads than CPUs this process may use (an oversubscribed run can be
-    80x slower, or never finish an epoch); return a warning above the physical cores."""
-    if threads is None:
+    """Refuse more torch threads than CPUs this process may use (`edgetrain.threads`, the one
+    rule: an oversubscribed run can be 80x slower, or never finish an epoch); return a warning
+    above the physical cores."""
+    if bound_threads(threads) is None:
         return None
-    cpus = available_cpus()
-    if threads > cpus:
-        raise EdgeTrainError(
-            f"--threads {threads}: this process may use {cpus} CPU(s); give at most {cpus}"
-        )
     cores = physical_cores()
     if threads > cores:
         return f"warning: {threads} threads on {cores} physical cores; hyper-threads rarely help"
