@@ -27,7 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("--out", metavar="FILE", help="the .onnx to write (default RUN_DIR/model.onnx)")
-    p.add_argument("--int8", action="store_true", help="also write FILE.int8.onnx (static int8)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write FILE.int8.onnx (static int8), kept only when its validation accuracy "
+        "is within 1 point of fp32's",
+    )
+    p.add_argument(
+        "--int8-anyway",
+        action="store_true",
+        help="keep the int8 model even when it loses more than 1 point",
+    )
     p.add_argument(
         "--calibration",
         metavar="REF",
@@ -83,19 +93,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from edgetrain.deploy.export import export_run, format_lines
 
-    if args.calibration and not args.int8:
-        raise EdgeTrainError("--calibration is for --int8; add --int8 or leave it out")
+    if (args.calibration or args.int8_anyway) and not args.int8:
+        raise EdgeTrainError("--calibration and --int8-anyway are for --int8; add --int8")
     if args.calibration_count < 1:
         raise EdgeTrainError("--calibration-count must be at least 1")
     summary = export_run(
         args.run_dir,
         out=args.out,
         int8=args.int8,
+        int8_anyway=args.int8_anyway,
         calibration=args.calibration,
         calibration_count=args.calibration_count,
         measure=not args.no_measure,
     )
     print(json.dumps(summary, indent=2) if args.json else "\n".join(format_lines(summary)))
+    if "int8_refused" in summary:
+        raise EdgeTrainError(summary["int8_refused"])
     return 0
 
 

@@ -24,12 +24,13 @@ from edgetrain.deploy.evaluate import load_images, logits_of, remap_labels, spli
 from edgetrain.deploy.predict import checked_logits
 from edgetrain.deploy.runmodel import RunModel, load_run_model
 from edgetrain.deploy.runtime import load_onnx
-from edgetrain.deploy.sidecar import Sidecar, sha256_file, write_sidecar
+from edgetrain.deploy.sidecar import Sidecar, sha256_file, sidecar_path, write_sidecar
 from edgetrain.errors import EdgeTrainError
 from edgetrain.preprocess import normalize
 
 PARITY_MAX_ABS_DIFF = 1e-4  # fp32 onnxruntime vs PyTorch logits
 PARITY_IMAGES = 32
+INT8_MAX_DROP = 0.01  # int8 may lose at most 1 point of validation accuracy against fp32
 
 
 def export_onnx(model: nn.Module, path: Path, resolution: int) -> None:
@@ -159,14 +160,20 @@ def export_run(
     *,
     out: str | Path | None = None,
     int8: bool = False,
+    int8_anyway: bool = False,
     calibration: str | None = None,
     calibration_count: int = 64,
     measure: bool = True,
     repeat: int = 20,
 ) -> dict[str, Any]:
     """Export run `run_dir` to `out` (default RUN/model.onnx) with its sidecar, check parity with
-    PyTorch, optionally add an int8 model, measure both in fresh processes, and store the
-    figures in the run's record.json (when the run is finished). Returns a summary dict."""
+    PyTorch, optionally add an int8 model, measure both in fresh processes, store the figures
+    in the run's record.json (when the run is finished) and write the model card beside the
+    ONNX file. Returns a summary dict.
+
+    The int8 model is kept only when its validation accuracy is within `INT8_MAX_DROP` of the
+    fp32 model's (validation, so that the choice never looks at test), or `int8_anyway`;
+    otherwise it is deleted and `summary["int8_refused"]` says why."""
     rm = load_run_model(run_dir)
     fp32 = Path(out) if out else rm.run.path / "model.onnx"
     if fp32.suffix.lower() != ".onnx":
@@ -175,7 +182,8 @@ def export_run(
     images, source = _parity_images(rm)
     check = parity(rm, fp32, make_sidecar(rm, fp32, precision="fp32", diff=None), images)
     diff = check["parity_max_abs_diff"]
-    sidecar = write_sidecar(fp32, make_sidecar(rm, fp32, precision="fp32", diff=diff))
+    side = make_sidecar(rm, fp32, precision="fp32", diff=diff)
+    sidecar = write_sidecar(fp32, side)
     if diff > PARITY_MAX_ABS_DIFF or not check["parity_top1_equal"]:
         raise EdgeTrainError(
             f"{fp32} does not reproduce PyTorch: max |logit difference| {diff:.2e} (limit "
@@ -185,12 +193,41 @@ def export_run(
     summary.update(check, parity_source=source, onnx_file_mb=fp32.stat().st_size / 2**20)
     if int8:
         summary.update(_export_int8(rm, fp32, calibration, calibration_count))
+        summary.update(_int8_gate(summary, int8_anyway))
     if measure:
         summary.update(_measure(fp32, summary.get("onnx_int8"), repeat))
         summary["torch_latency_ms_b1"] = _record_value(rm, "infer_latency_ms_b1")
         summary["torch_latency_ms_b16"] = _record_value(rm, "infer_latency_ms_b16")
     summary["record_updated"] = _update_record(rm, summary)
+    summary["card"] = str(_write_card(rm, fp32, side, summary))
     return summary
+
+
+def _write_card(rm: RunModel, fp32: Path, sidecar: Sidecar, summary: dict[str, Any]) -> Path:
+    from edgetrain.deploy.card import card_path, render_card, write_card
+
+    record = rm.run.load_record().to_dict() if rm.run.is_finished() else {}
+    record.setdefault("config", rm.config.to_dict())
+    return write_card(card_path(fp32), render_card(record, sidecar, summary))
+
+
+def _int8_gate(summary: dict[str, Any], anyway: bool) -> dict[str, Any]:
+    """Keep or delete the int8 model by its validation accuracy against fp32's."""
+    acc32, acc8 = summary.get("onnx_val_accuracy"), summary.get("onnx_int8_val_accuracy")
+    if acc32 is None or acc8 is None or acc8 >= acc32 - INT8_MAX_DROP:
+        return {}
+    why = (
+        f"int8 validation accuracy {acc8:.2%} is {100 * (acc32 - acc8):.1f} points below fp32's "
+        f"{acc32:.2%} (at most {100 * INT8_MAX_DROP:.0f} allowed)"
+    )
+    if anyway:
+        return {"int8_warning": why + "; kept because of --int8-anyway"}
+    int8 = Path(summary.pop("onnx_int8"))
+    int8.unlink(missing_ok=True)
+    sidecar_path(int8).unlink(missing_ok=True)
+    for key in ("onnx_int8_file_mb", "onnx_int8_test_accuracy", "int8_top1_agreement"):
+        summary.pop(key, None)
+    return {"int8_refused": why + "; the int8 model was not kept (--int8-anyway keeps it)"}
 
 
 def _parity_images(rm: RunModel) -> tuple[np.ndarray, str]:
@@ -219,19 +256,21 @@ def _export_int8(rm: RunModel, fp32: Path, calibration: str | None, count: int) 
         "onnx_int8_file_mb": int8.stat().st_size / 2**20,
         "calibration": f"{len(idx)} images of the train split of {ref}",
     }
-    try:
-        xt, yt, data_classes, *_ = load_images(
-            rm.config.data, "test", rm.resolution, **split_args(rm.config)
-        )
-    except EdgeTrainError as exc:
-        out["accuracy_note"] = f"test accuracy not measured: {exc}"
-        return out
-    targets = remap_labels(yt, data_classes, rm.classes)
-    p32 = logits_of(load_onnx(fp32), xt).argmax(1)
-    p8 = logits_of(load_onnx(int8), xt).argmax(1)
-    out["onnx_test_accuracy"] = float((p32 == targets).mean())
-    out["onnx_int8_test_accuracy"] = float((p8 == targets).mean())
-    out["int8_top1_agreement"] = float((p32 == p8).mean())
+    models = (load_onnx(fp32), load_onnx(int8))
+    for split in ("val", "test"):
+        try:
+            xs, ys, data_classes, *_ = load_images(
+                rm.config.data, split, rm.resolution, **split_args(rm.config)
+            )
+        except EdgeTrainError as exc:
+            out[f"{split}_accuracy_note"] = f"{split} accuracy not measured: {exc}"
+            continue
+        targets = remap_labels(ys, data_classes, rm.classes)
+        p32, p8 = (logits_of(m, xs).argmax(1) for m in models)
+        out[f"onnx_{split}_accuracy"] = float((p32 == targets).mean())
+        out[f"onnx_int8_{split}_accuracy"] = float((p8 == targets).mean())
+        if split == "test":
+            out["int8_top1_agreement"] = float((p32 == p8).mean())
     return out
 
 
@@ -277,11 +316,19 @@ def format_lines(s: dict[str, Any]) -> list[str]:
         lines.append(
             f"wrote {s['onnx_int8']} ({s['onnx_int8_file_mb']:.2f} MB), {s['calibration']}"
         )
+    if "onnx_int8_val_accuracy" in s:
+        lines.append(
+            f"validation accuracy: fp32 {s['onnx_val_accuracy']:.2%}, "
+            f"int8 {s['onnx_int8_val_accuracy']:.2%}"
+        )
     if "onnx_int8_test_accuracy" in s:
         lines.append(
             f"test accuracy: fp32 {s['onnx_test_accuracy']:.2%}, int8 "
             f"{s['onnx_int8_test_accuracy']:.2%} (top-1 agreement {s['int8_top1_agreement']:.1%})"
         )
+    for key in ("int8_refused", "int8_warning"):
+        if key in s:
+            lines.append(f"{key.replace('_', ' ')}: {s[key]}")
     if "onnx_latency_ms_b1" in s:
         lines.append(_latency_line("onnxruntime fp32", s, "onnx_latency_ms"))
         if "onnx_int8_latency_ms_b1" in s:
@@ -291,6 +338,8 @@ def format_lines(s: dict[str, Any]) -> list[str]:
         lines.append(f"inference peak RSS (onnxruntime, fp32): {s['infer_peak_rss_mb']:.0f} MB")
     if s.get("record_updated"):
         lines.append(f"figures added to {Path(s['run']) / 'record.json'}")
+    if s.get("card"):
+        lines.append(f"model card: {s['card']}")
     return lines
 
 
