@@ -53,8 +53,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(argv[0] if argv else None)
-    args = parser.parse_args(argv)
+    try:
+        # building the parser imports the commands' modules (torch among them): seconds in
+        # which a Ctrl-C must end the command as cleanly as one during its work
+        args = build_parser(argv[0] if argv else None).parse_args(argv)
+        return _run(args)
+    except KeyboardInterrupt:
+        print("edgetrain: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgeTrainError as exc:
@@ -63,9 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # disk full, read-only or missing folder, /proc, permissions
         print(f"edgetrain: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("edgetrain: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         return 0
 

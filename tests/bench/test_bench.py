@@ -106,6 +106,9 @@ def test_bench_errors(tmp_path, capsys):
     assert "--data caltech101=PATH" in capsys.readouterr().err
     assert main(["bench", "nope", "--out", str(tmp_path)]) == 2
     assert main(["worker", "--storage", f"sqlite:///{tmp_path / 'x.db'}", "--study", "s"]) == 2
+    assert "no database" in capsys.readouterr().err and not (tmp_path / "x.db").exists()
+    open_storage(f"sqlite:///{tmp_path / 'y.db'}")  # a database without the study
+    assert main(["worker", "--storage", f"sqlite:///{tmp_path / 'y.db'}", "--study", "s"]) == 2
     assert "no study 's'" in capsys.readouterr().err
 
 

@@ -35,7 +35,8 @@ def test_report_of_a_runs_folder_skips_broken_runs(tmp_path, make_record, make_r
     out = capsys.readouterr().out
     assert "skipped" in out and "report:" in out
     md = (tmp_path / "runs" / "report" / "report.md").read_text()
-    assert md.startswith("# edgetrain report: runs") and "skipped: " in md
+    assert md.startswith("# edgetrain report: runs")
+    assert f"skipped {tmp_path / 'runs' / 'bad' / 'record.json'}: not valid JSON" in md
 
 
 def test_report_of_a_bench_folder(tmp_path, make_record, capsys):

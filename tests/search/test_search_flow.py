@@ -223,6 +223,7 @@ def test_failure_limit_stops_the_study():
     class _T:
         def __init__(self, state):
             self.state, self.system_attrs = state, {"fail_reason": "boom"}
+            self.user_attrs: dict[str, str] = {}
 
     for state in (TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL):
         limit(study, _T(state))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from pathlib import Path
 
@@ -140,10 +139,19 @@ def run_bench(args: argparse.Namespace) -> int:
         parse_set_args,
         shipped_experiments,
     )
-    from edgetrain.bench.study import enqueue_cells, open_storage, open_study, study_status
+    from edgetrain.bench.study import (
+        check_study_name,
+        enqueue_cells,
+        open_storage,
+        open_study,
+        study_status,
+    )
+    from edgetrain.bench.work import work_cells
     from edgetrain.report.cli import write_study_report
+    from edgetrain.report.storage import check_sqlite_url
 
     console = Console()
+    check_study_name(args.study)
     if args.list:
         for name in shipped_experiments():
             exp = load_experiment(name)
@@ -170,10 +178,12 @@ def run_bench(args: argparse.Namespace) -> int:
             + " ".join(f"--data {m}=PATH" for m in missing)
         )
     out = (args.out or Path("runs") / f"bench-{name}").resolve()
+    if args.storage:  # a typo in it stops the bench before --out is made
+        check_sqlite_url(args.storage, must_exist=False)
     out.mkdir(parents=True, exist_ok=True)
     storage_url = args.storage or f"sqlite:///{out / 'study.db'}"
     storage = open_storage(storage_url, heartbeat_interval=args.heartbeat, grace_period=args.grace)
-    study = open_study(storage, args.study or name, create=True)
+    study = open_study(storage, name if args.study is None else args.study, create=True)
     study.set_user_attr("experiment", exp.name)
     study.set_user_attr("description", exp.description)
     known = dict(study.user_attrs.get("data", {}))
@@ -189,7 +199,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.enqueue_only:
         return 0
     t0 = time.perf_counter()
-    counts = _work(study, storage, out, data, console, total=len(cells), wait=True)
+    counts = work_cells(study, storage, out, data, console, total=len(cells), wait=True)
     status = study_status(study)
     console.print(
         f"bench finished in {time.perf_counter() - t0:.0f} s: {counts['done']} cells run here, "
@@ -216,85 +226,6 @@ def _overrides_suffix(overrides: dict) -> str:
     return "-" + text
 
 
-def _work(
-    study,
-    storage,
-    out: Path,
-    data,
-    console,
-    *,
-    total: int,
-    wait: bool,
-    runner=None,
-    poll_s: float = 1.0,
-    line_every_s: float = 60.0,
-) -> dict[str, int]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from edgetrain.bench.progress import cell_status
-    from edgetrain.bench.study import CellEvent, run_worker, study_status
-    from edgetrain.train.rundir import RunDir
-
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    done0 = study_status(study)["complete"]
-    cells_task = progress.add_task("cells", total=total, completed=min(done0, total))
-    current: dict = {}
-    stop = threading.Event()
-
-    def poll_cell() -> None:
-        # the child writes history.csv after each epoch and progress.json within one: show the
-        # running cell's epoch, step, loss, img/s, RSS and ETA; without a live terminal (a log
-        # file, CI), print a line when an epoch ends or every `line_every_s`
-        last_line, last_epoch = 0.0, -1
-        while not stop.wait(poll_s):
-            run_dir, task = current.get("run_dir"), current.get("task")
-            if run_dir is None or task is None:
-                continue
-            status = cell_status(RunDir(run_dir), current.get("epochs"))
-            progress.update(
-                task,
-                completed=status.epochs_done,
-                description=f"  {current['label']}  {status.text}",
-            )
-            now = time.monotonic()
-            if not console.is_terminal and (
-                int(status.epochs_done) != last_epoch or now - last_line >= line_every_s
-            ):
-                progress.console.print(f"  {current['label']}: {status.text}")
-                last_line, last_epoch = now, int(status.epochs_done)
-
-    def on_event(e: CellEvent) -> None:
-        if e.kind == "start":
-            epochs = _epochs_of(study, e.trial_number)
-            current["run_dir"] = e.run_dir
-            current["epochs"] = epochs
-            current["label"] = e.label
-            current["task"] = progress.add_task(f"  {e.label}", total=epochs)
-        elif e.kind in ("done", "failed"):
-            if current.get("task") is not None:
-                progress.remove_task(current["task"])
-            current.clear()
-            progress.console.print(_cell_line(e))
-            if e.kind == "done":
-                progress.advance(cells_task)
-
-    poller = threading.Thread(target=poll_cell, daemon=True)
-    poller.start()
-    try:
-        with progress:
-            return run_worker(
-                study, storage, out, data, wait_for_running=wait, on_event=on_event, runner=runner
-            )
-    finally:
-        stop.set()
-
-
 def _runner_on(accelerator: str | None):
     """The cell runner of a worker bound to one device (`--accelerator cuda:1`), or None."""
     if not accelerator:
@@ -310,25 +241,6 @@ def _runner_on(accelerator: str | None):
     return runner
 
 
-def _cell_line(e) -> str:
-    """The line printed when a cell ends."""
-    if e.kind != "done":
-        return f"[red]failed[/] {e.label}: {e.error}"
-    r = e.record
-    return (
-        f"[green]done[/] {e.label}: test acc {r.test_accuracy:.3f}, peak "
-        f"+{r.peak_above_baseline_mb:.0f} MB above baseline ({r.peak_rss_mb:.0f} MB RSS), "
-        f"{r.epoch_s:.1f} s/epoch"
-    )
-
-
-def _epochs_of(study, number: int) -> int | None:
-    try:
-        return int(study.trials[number].user_attrs["config"]["epochs"])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-
-
 # --- worker ---------------------------------------------------------------------------------
 
 
@@ -336,10 +248,15 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from edgetrain.bench.experiments import parse_data_args
-    from edgetrain.bench.study import open_storage, open_study, study_status
+    from edgetrain.bench.study import check_study_name, open_storage, open_study, study_status
+    from edgetrain.bench.work import work_cells
 
     console = Console()
-    storage = open_storage(args.storage, heartbeat_interval=args.heartbeat, grace_period=args.grace)
+    check_study_name(args.study)
+    # a worker joins a study that exists: a URL naming no database is a typo
+    storage = open_storage(
+        args.storage, heartbeat_interval=args.heartbeat, grace_period=args.grace, must_exist=True
+    )
     study = open_study(storage, args.study, create=False)
     if "search" in study.user_attrs:  # an architecture search: propose and train its trials
         from edgetrain.search.run import run_search_worker
@@ -348,7 +265,7 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     total = sum(study_status(study).get(k, 0) for k in ("complete", "waiting", "running"))
-    counts = _work(
+    counts = work_cells(
         study, storage, out, parse_data_args(args.data), console, total=total,
         wait=not args.no_wait, runner=_runner_on(args.accelerator),
     )  # fmt: skip

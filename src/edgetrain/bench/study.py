@@ -24,7 +24,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.storages import (
@@ -38,6 +37,7 @@ from sqlalchemy import text
 
 from edgetrain.bench.experiments import Cell, resolve_cell_config
 from edgetrain.errors import EdgeTrainError
+from edgetrain.report.storage import check_sqlite_url, open_rdb, sqlite_path
 from edgetrain.train.config import RunConfig
 from edgetrain.train.record import RunRecord
 from edgetrain.train.rundir import RunDir
@@ -51,37 +51,31 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 
 def open_storage(
-    url: str, *, heartbeat_interval: int = 10, grace_period: int = 30, max_retry: int = 3
+    url: str,
+    *,
+    heartbeat_interval: int = 10,
+    grace_period: int = 30,
+    max_retry: int = 3,
+    must_exist: bool = False,
 ) -> RDBStorage:
-    """An Optuna RDB storage with heartbeats; a stale cell is retried up to `max_retry` times."""
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        # several processes (bench + heartbeat thread, or workers) write one file: wait for locks
-        engine_kwargs["connect_args"] = {"timeout": 60}
-    else:
-        engine_kwargs["pool_pre_ping"] = True
-    try:
-        # two processes creating one fresh SQLite file would both create its tables
-        with _sqlite_file_lock(_sqlite_path(url)):
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=max_retry
-                ),
-            )
-    except Exception as exc:  # bad URL, server down, missing driver
-        raise EdgeTrainError(f"cannot open study storage {_redact(url)}: {exc}") from None
+    """An Optuna RDB storage with heartbeats; a stale cell is retried up to `max_retry` times.
+    A SQLite URL must name a file in an existing folder, and an existing file when
+    `must_exist` (a worker joins a study, it never starts one): `report.storage`."""
+    check_sqlite_url(url, must_exist=must_exist)
+    # two processes creating one fresh SQLite file would both create its tables
+    with _sqlite_file_lock(sqlite_path(url)):
+        return open_rdb(
+            url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+        )
 
 
-def _redact(url: str) -> str:
-    # never print a database password
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+def check_study_name(name: str | None, flag: str = "--study") -> None:
+    """Refuse an empty or blank study name (None: the command's default name)."""
+    if name is not None and not name.strip():
+        raise EdgeTrainError(f"{flag} must name a study, got {name!r}")
 
 
 # --- the storage's lock -------------------------------------------------------------------------
@@ -113,19 +107,11 @@ def study_lock(storage: BaseStorage, study_name: str) -> Iterator[None]:
             finally:
                 conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
     else:
-        with _sqlite_file_lock(_sqlite_path(str(engine.url))):
+        with _sqlite_file_lock(sqlite_path(str(engine.url))):
             yield
 
 
 _local_lock = threading.Lock()  # in-memory SQLite: only this process can see the study
-
-
-def _sqlite_path(url: str) -> Path | None:
-    # sqlite:///relative.db, sqlite:////abs.db; None for other storages and in-memory databases
-    if not url.startswith("sqlite:///"):
-        return None
-    db = url[len("sqlite:///") :].split("?", 1)[0]
-    return Path(db) if db and db != ":memory:" else None
 
 
 @contextlib.contextmanager
@@ -136,7 +122,7 @@ def _sqlite_file_lock(db: Path | None) -> Iterator[None]:
         return
     import fcntl
 
-    db.parent.mkdir(parents=True, exist_ok=True)
+    # the folder exists (`check_sqlite_url`): a lock never creates one
     with open(db.with_name(db.name + ".lock"), "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file closes or we die
         yield

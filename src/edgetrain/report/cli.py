@@ -1,15 +1,16 @@
 """`edgetrain report`: the report of a bench folder, an Optuna study or a folder of runs.
 
 A bench's results live in its Optuna study (`edgetrain.bench.study` writes them); this module
-reads that study with Optuna itself rather than through `edgetrain.bench`, because bench imports
-the report (to write one when a bench ends) and the report must not import bench back.
+reads that study with Optuna itself (opened by `edgetrain.report.storage`) rather than through
+`edgetrain.bench`, because bench imports the report (to write one when a bench ends) and the
+report must not import bench back.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgetrain.errors import EdgeTrainError
 
@@ -46,9 +47,12 @@ def _report_of_study(
     source: str, storage_url: str | None, out: Path | None, console: Console
 ) -> int:
     # with --storage, SOURCE is the study's name; otherwise the bench folder holding study.db
+    from edgetrain.report.storage import open_rdb
+
     src = Path(source)
     db = src / "study.db"
-    storage = _open_storage(storage_url or f"sqlite:///{db.resolve()}")
+    # a report reads results: a URL that names no database is a typo, not a new study
+    storage = open_rdb(storage_url or f"sqlite:///{db.resolve()}", must_exist=True)
     name = source if storage_url else _only_study(storage, db)
     study = _load_study(storage, name)
     out = out or (src / "report" if src.is_dir() else Path("report"))
@@ -57,6 +61,8 @@ def _report_of_study(
 
 
 def _report_of_runs(src: Path, out: Path | None, console: Console) -> int:
+    from rich.markup import escape
+
     from edgetrain.report.load import records_from_dir
     from edgetrain.report.render import write_report
 
@@ -64,14 +70,16 @@ def _report_of_runs(src: Path, out: Path | None, console: Console) -> int:
         raise EdgeTrainError(f"{src} is neither a bench folder nor a folder of runs")
     records, problems = records_from_dir(src)
     for p in problems:
-        console.print(f"[yellow]skipped[/] {p}")
+        # "skipped FILE: REASON"; a path may hold "[": no markup in it; one line each,
+        # however long, for grep
+        console.print(escape(p), style="yellow", highlight=False, soft_wrap=True)
     if not records:
         raise EdgeTrainError(f"no record.json under {src}")
     paths = write_report(
         records,
         out or src / "report",
         title=f"edgetrain report: {src.name}",
-        notes=[f"skipped: {p}" for p in problems],
+        notes=problems,
     )
     console.print(f"report: {paths.get('html')}")
     return 0
@@ -91,27 +99,6 @@ def write_study_report(study: optuna.Study, out: Path, console: Console, *, titl
 
 
 # --- reading a study ------------------------------------------------------------------------
-
-
-def _open_storage(url: str) -> RDBStorage:
-    from optuna.storages import RDBStorage
-
-    # a bench may be writing the same SQLite file: wait for its locks instead of failing
-    engine_kwargs: dict[str, Any] = (
-        {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    )
-    try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
-    except Exception as exc:  # bad URL, server down, missing driver
-        raise EdgeTrainError(f"cannot open study storage {_redact(url)}: {exc}") from None
-
-
-def _redact(url: str) -> str:
-    # never print a database password
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
 def _study_names(storage: RDBStorage) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -10,19 +10,26 @@ import optuna
 from optuna.trial import TrialState
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.fileio import parse_json, read_text_bounded
 from edgetrain.train.record import RunRecord
+
+# far above any real record (a 101-class confusion matrix, thousands of skipped files), far
+# below what would strain an edge device's memory
+RECORD_MAX_BYTES = 64 * 2**20
 
 
 def records_from_dir(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Read every `**/record.json` under `path`; return (records, warnings).
 
-    Files that cannot be read, are not valid JSON, are not a JSON object, name no model or
-    dataset, belong to a run that did not finish, or lack a field the run-record schema requires
-    (`edgetrain.train.record`) are skipped, each with one line in the
-    warnings list, so one broken run never stops a report. Each record's "run_dir" is set to the
-    folder holding its record.json (where its rss.csv lives), whatever the record said, since
-    result folders get moved and copied. Records come back in path order. Raises
-    `EdgeTrainError` if `path` is not a directory.
+    Files that cannot be read (not a regular file, too large, not UTF-8), are not valid JSON
+    (nested too deeply, integers beyond the parser's limit included), are not a JSON object,
+    name no model or dataset, belong to a run that did not finish, or break the run-record
+    schema (`edgetrain.train.record`: a missing field, a string where a number belongs, an
+    accuracy outside [0, 1], negative memory) are skipped, each with one line
+    "skipped FILE: REASON" in the warnings list, so one broken run never stops a report. Each
+    record's "run_dir" is set to the folder holding its record.json (where its rss.csv lives),
+    whatever the record said, since result folders get moved and copied. Records come back in
+    path order. Raises `EdgeTrainError` if `path` is not a directory.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -31,31 +38,30 @@ def records_from_dir(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]
     warnings: list[str] = []
     for file in sorted(root.rglob("record.json")):
         try:
-            record = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            warnings.append(f"{file}: skipped, unreadable ({type(exc).__name__}: {exc})")
-            continue
-        if not isinstance(record, dict):
-            warnings.append(f"{file}: skipped, not a JSON object")
-            continue
-        config = record.get("config") if isinstance(record.get("config"), dict) else {}
-        if not (record.get("model") or config.get("model")):
-            warnings.append(f"{file}: skipped, names no model")
-            continue
-        if not (record.get("dataset") or record.get("data") or config.get("data")):
-            warnings.append(f"{file}: skipped, names no dataset")
-            continue
-        status = record.get("status", "finished")
-        if status != "finished":
-            warnings.append(f"{file}: skipped, run status is {status!r}, not 'finished'")
-            continue
-        try:  # the schema names what a record lacks; older records (no version) load as they are
-            typed = RunRecord.from_dict(record, source=str(file))
+            records.append(_load_record(file))
         except EdgeTrainError as exc:
-            warnings.append(f"skipped, {exc}")
-            continue
-        records.append(typed.replace(run_dir=str(file.parent)).to_dict())
+            reason = str(exc).removeprefix(f"{file}: ")
+            warnings.append(f"skipped {file}: {reason}")
     return records, warnings
+
+
+def _load_record(file: Path) -> dict[str, Any]:
+    """One finished run's record, checked; `EdgeTrainError` says why it cannot be reported."""
+    text = read_text_bounded(file, RECORD_MAX_BYTES, "run record")
+    record = parse_json(text, str(file))
+    if not isinstance(record, dict):
+        raise EdgeTrainError("not a JSON object")
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    if not (record.get("model") or config.get("model")):
+        raise EdgeTrainError("names no model")
+    if not (record.get("dataset") or record.get("data") or config.get("data")):
+        raise EdgeTrainError("names no dataset")
+    status = record.get("status", "finished")
+    if status != "finished":
+        raise EdgeTrainError(f"run status is {reprlib.repr(status)}, not 'finished'")
+    # the schema names what a record lacks or gets wrong; older records (no version) load
+    typed = RunRecord.from_dict(record, source=str(file))
+    return typed.replace(run_dir=str(file.parent)).to_dict()
 
 
 def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:

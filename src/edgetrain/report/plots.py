@@ -7,6 +7,7 @@ report neither depends on nor changes the process's global matplotlib backend an
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import Bbox
 
+from edgetrain.errors import EdgeTrainError
+from edgetrain.fileio import read_text_bounded
 from edgetrain.report.tables import Front, SummaryRow
 
 FRONT_COLOR = "#d9480f"  # Pareto-optimal configurations
@@ -474,18 +477,23 @@ def _num(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# a sample every 50 ms is about 2 MB an hour: days of training, still a bounded read
+RSS_TRACE_MAX_BYTES = 256 * 2**20
+
+
 def read_rss_trace(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(t_s, rss_mb) from a run's rss.csv, resumed segments laid end to end; None if unreadable.
 
     Each process segment of a resumed run restarts its clock at 0; a time that goes backwards
-    starts a new segment, which is shifted to continue where the previous one stopped.
+    starts a new segment, which is shifted to continue where the previous one stopped. Only a
+    regular file of at most RSS_TRACE_MAX_BYTES is read (never /dev/zero or a FIFO).
     """
     try:
-        with Path(path).open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        text = read_text_bounded(Path(path), RSS_TRACE_MAX_BYTES, "memory trace")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
         t = np.array([float(r["t_s"]) for r in rows])
         rss = np.array([float(r["rss_mb"]) for r in rows])
-    except (OSError, KeyError, ValueError, TypeError):
+    except (EdgeTrainError, csv.Error, KeyError, ValueError, TypeError):
         return None
     if t.size == 0:
         return None

@@ -36,7 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     budget.add_argument("--device", metavar="PROFILE", help="a device profile's budget")
     p.add_argument("--space", default="xception-family", help="a shipped space or a TOML file")
     p.add_argument("--list-spaces", action="store_true", help="list the shipped spaces and exit")
-    p.add_argument("--trials", type=int, default=40, help="complete trials in the study, in all")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=40,
+        metavar="N",
+        help="complete trials in the study, in all; a genome predicted infeasible and a repeat "
+        "of a genome already tried count as trials too (neither trains), so N trials may train "
+        "fewer than N architectures",
+    )
     p.add_argument(
         "--time-budget",
         metavar="DURATION",
@@ -94,8 +102,10 @@ def parse_duration(text: str) -> float:
 
 
 def request_from_args(args: argparse.Namespace):
+    from edgetrain.bench.study import check_study_name
     from edgetrain.measure.units import MB, parse_size
     from edgetrain.models.registry import get_spec
+    from edgetrain.report.storage import check_sqlite_url
     from edgetrain.search.run import SearchRequest, default_final_study
     from edgetrain.search.space import load_space
     from edgetrain.search.study import SAMPLERS, parse_objectives
@@ -105,6 +115,10 @@ def request_from_args(args: argparse.Namespace):
         raise EdgeTrainError("which data? give --data REF (with a validation split)")
     if not (args.memory_budget or args.device):
         raise EdgeTrainError("which budget? give --memory-budget SIZE or --device PROFILE")
+    check_study_name(args.study)
+    check_study_name(args.final_study, "--final-study")
+    if args.storage:  # a typo in it stops the search before anything is probed or written
+        check_sqlite_url(args.storage, must_exist=False)
     space = load_space(args.space)
     budget_mb = (
         parse_size(args.memory_budget) / MB
@@ -123,12 +137,18 @@ def request_from_args(args: argparse.Namespace):
         objectives=parse_objectives(args.objectives), trials=args.trials,
         time_budget_s=parse_duration(args.time_budget) if args.time_budget else None,
         sampler=args.sampler, seed=args.seed, out=out, storage=args.storage,
-        study_name=(study_name := args.study or f"search-{space.name}"),
-        final_study=args.final_study or default_final_study(study_name), run_overrides=_overrides(args),
+        study_name=(study_name := _or_default(args.study, f"search-{space.name}")),
+        final_study=_or_default(args.final_study, default_final_study(study_name)),
+        run_overrides=_overrides(args),
         baselines=baselines, top=args.top, final_seeds=args.final_seeds,
         final_folds=args.final_folds,
         stop_margin=args.stop_margin, stop_min_epochs=args.stop_after,
     )  # fmt: skip
+
+
+def _or_default(value: str | None, default: str) -> str:
+    # an empty name is refused (check_study_name), not replaced by the default
+    return default if value is None else value
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -191,9 +211,10 @@ def run(args: argparse.Namespace) -> int:
     def on_trial(study, trial) -> None:
         c = trial_counts(study)
         console.print(
-            f"[bold]{c['complete']}/{req.trials}[/] trials: {c['trained']} trained, "
-            f"{c['infeasible']} infeasible, {c['stopped_early']} stopped early, "
-            f"{c['repeats']} repeats — {(time.monotonic() - t0) / 60:.1f} min"
+            f"[bold]{c['complete']}/{req.trials}[/] trials (repeats and infeasible genomes "
+            f"count): {c['trained']} trained, {c['infeasible']} infeasible, "
+            f"{c['repeats']} repeats, {c['stopped_early']} stopped early — "
+            f"{(time.monotonic() - t0) / 60:.1f} min"
         )
         front = candidates(study, req.objectives, top=8)
         console.print("  validation front: " + ", ".join(_point(t) for t in front))

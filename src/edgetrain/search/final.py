@@ -113,8 +113,8 @@ def check_same_protocol(final: optuna.Study, ours: dict[str, Any]) -> None:
 
 def run_final(search: Search, study: optuna.Study, exp: Experiment, console) -> Path:
     """Run the final experiment's cells (resumable) and return its output folder."""
-    from edgetrain.bench.cli import _work
     from edgetrain.bench.study import enqueue_cells, open_study, study_status
+    from edgetrain.bench.work import work_cells
 
     storage = study._storage
     final = open_study(storage, exp.name, create=True)
@@ -127,5 +127,5 @@ def run_final(search: Search, study: optuna.Study, exp: Experiment, console) -> 
     # a shared final round also holds other searches' cells: the bar counts the whole study
     status = study_status(final)
     total = status["complete"] + status["waiting"] + status["running"]
-    _work(final, storage, out, {}, console, total=total, wait=True)
+    work_cells(final, storage, out, {}, console, total=total, wait=True)
     return out

@@ -115,6 +115,7 @@ def write_report(
     lines += _settings_lines(info)
     lines += _time_lines(study, final_study, cpu_s)
     lines += _trials_lines(study)
+    lines += _unbuildable_lines(study)
     lines += _predictor_lines(predictor_errors(study))
     if final_records:
         found_ids = found_models(final_records)
@@ -174,7 +175,8 @@ def _trials_lines(study: optuna.Study) -> list[str]:
         "## Trials",
         "",
         f"{c['complete']} complete: {c['trained']} trained, {c['infeasible']} infeasible "
-        f"(predicted over budget, never trained), {c['repeats']} repeats of a trained genome; "
+        f"(predicted over budget, or not buildable: never trained), {c['repeats']} repeats of a "
+        "genome already tried; "
         f"{c['stopped_early']} stopped early (dominated), saving {c['epochs_saved']} epochs; "
         f"{c['failed']} failed (a crashed or interrupted trial is retried as a new one).",
         "",
@@ -189,6 +191,32 @@ def _trials_lines(study: optuna.Study) -> list[str]:
             f"{r['peak_above_baseline_mb']:.0f} | {r['epoch_s']:.1f} | {r.get('params_total'):,} "
             f"| {(r.get('macs') or 0) / 1e6:.0f} | {r.get('status')} |"
         )
+    return [*lines, ""]
+
+
+_UNBUILDABLE_SHOWN = 20
+
+
+def _unbuildable_lines(study: optuna.Study) -> list[str]:
+    """The genomes that could not be built, probed or timed, each with its reason."""
+    failed = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("infeasible") and t.user_attrs.get("error")
+        and "duplicate_of" not in t.user_attrs
+    ]  # fmt: skip
+    if not failed:
+        return []
+    lines = [
+        "## Genomes that could not be built or probed",
+        "",
+        f"{len(failed)} genome(s), stored as infeasible and never trained"
+        + (f"; the first {_UNBUILDABLE_SHOWN}:" if len(failed) > _UNBUILDABLE_SHOWN else ":"),
+        "",
+    ]
+    for t in failed[:_UNBUILDABLE_SHOWN]:
+        what = t.user_attrs.get("spec_id") or json.dumps(t.user_attrs.get("genome"))
+        lines.append(f"- trial {t.number}, {what}: {t.user_attrs['error']}")
     return [*lines, ""]
 
 

@@ -13,8 +13,11 @@ and the hand-made baselines with several seeds, report.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,15 @@ from edgetrain.data import resolve
 from edgetrain.errors import EdgeTrainError
 from edgetrain.search.feasibility import BaselineModel, data_bytes, predict
 from edgetrain.search.space import SearchSpace, space_from_dict, space_to_dict
-from edgetrain.search.study import Search, learn_baseline, make_sampler, objective
+from edgetrain.search.study import (
+    GENOME_ERRORS,
+    Search,
+    error_reason,
+    learn_baseline,
+    make_sampler,
+    objective,
+    retry_interrupted,
+)
 from edgetrain.train.config import RunConfig
 
 # The trials' protocol unless `--set run.KEY=VALUE` says otherwise: sized for a search on a small
@@ -110,8 +121,14 @@ def leanest_genome(space: SearchSpace) -> dict[str, Any]:
 
 def _check_budget(search: Search, emit) -> None:
     genome = leanest_genome(search.space)
-    config = search.config_for(genome)
-    p, _ = predict(config, search.num_classes, search.budget_mb, search.baseline)
+    try:
+        config = search.config_for(genome)
+        p, _ = predict(config, search.num_classes, search.budget_mb, search.baseline)
+    except GENOME_ERRORS as exc:  # every trial would fail the same way: stop before them
+        raise EdgeTrainError(
+            f"the leanest genome of space {search.space.name} ({genome}) cannot be probed: "
+            f"{error_reason(exc)}"
+        ) from None
     emit(
         f"leanest genome of {search.space.name}: predicted peak {p.predicted_peak_mb:.0f} MB "
         f"(budget {search.budget_mb:.0f} MB, {p.seconds:.1f} s to predict)"
@@ -223,28 +240,64 @@ def time_left_s(study: optuna.Study) -> float | None:
 
 def search_loop(req: SearchRequest, search: Search, study: optuna.Study, on_trial) -> None:
     """Run trials until `req.trials` are complete in the study (all workers together) or the
-    time budget has passed; a trial's error fails that trial and the search goes on."""
+    time budget has passed; a trial's error fails that trial and the search goes on. Trials
+    an earlier Ctrl-C stopped run first, in their run directories."""
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if done >= req.trials or (req.time_budget_s is not None and req.time_budget_s <= 0):
         return
+    retried = retry_interrupted(study)
+    if retried:
+        search.emit(f"{retried} trial(s) stopped by Ctrl-C before: run again first, resuming")
     failures = _FailureLimit()
-    study.optimize(
-        lambda t: objective(search, t),
-        timeout=req.time_budget_s,
-        callbacks=[
-            MaxTrialsCallback(req.trials, states=(TrialState.COMPLETE,)),
-            on_trial,
-            failures,
-        ],
-        catch=(EdgeTrainError,),
-        gc_after_trial=True,
-    )
+    with _one_line_trial_failures():
+        study.optimize(
+            lambda t: objective(search, t),
+            timeout=req.time_budget_s,
+            callbacks=[
+                MaxTrialsCallback(req.trials, states=(TrialState.COMPLETE,)),
+                on_trial,
+                failures,
+            ],
+            catch=(EdgeTrainError,),
+            gc_after_trial=True,
+        )
     if failures.stopped:
         raise EdgeTrainError(
             f"{failures.limit} trials in a row failed; the last: {failures.last_error}. "
             "The search stopped: fix the cause (see the run directories' train.log) and run "
             "the same command again to go on"
         )
+
+
+class _TrialFailureFilter(logging.Filter):
+    """Optuna logs a failed trial with its traceback. Ctrl-C is the user's own act (the command
+    says "interrupted", once): from it on, the unwinding logs nothing. Our errors carry their
+    whole story in one line: their traceback goes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        self.interrupted = self.interrupted or isinstance(exc, KeyboardInterrupt)
+        if isinstance(exc, EdgeTrainError):
+            record.exc_info, record.exc_text = None, None
+        return not self.interrupted
+
+
+@contextlib.contextmanager
+def _one_line_trial_failures() -> Iterator[None]:
+    # a filter on the handlers sees the records that Optuna's modules pass up to its logger
+    handlers = logging.getLogger("optuna").handlers
+    quiet = _TrialFailureFilter()
+    for h in handlers:
+        h.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(quiet)
 
 
 class _FailureLimit:
@@ -258,7 +311,8 @@ class _FailureLimit:
             self.in_a_row = 0
             return
         self.in_a_row += 1
-        self.last_error = str(trial.system_attrs.get("fail_reason", "unknown"))[:300]
+        reason = trial.user_attrs.get("error") or trial.system_attrs.get("fail_reason", "unknown")
+        self.last_error = str(reason)[:300]
         if self.in_a_row >= self.limit:
             self.stopped = True
             study.stop()

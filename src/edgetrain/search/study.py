@@ -4,17 +4,20 @@
 Optuna does the search (`study.optimize` with NSGA-II by default and `constraints_func`); its
 storage is the results store and the work queue, so more machines join with `edgetrain worker`
 on the same `--storage`. Heartbeats fail a dead worker's trial and Optuna's retry callback puts
-its genome back in the queue; the retried trial trains into the same run directory (named by the
-run config's id) and so resumes. A genome proposed again is never trained again: the trial
-copies the values of the finished one.
+its genome back in the queue; a trial stopped by Ctrl-C is put back the same way when the search
+runs again (`retry_interrupted`). The retried trial trains into the same run directory (named by
+the run config's id) and so resumes. A genome proposed again is never trained again: the trial
+copies the values of the finished one. A genome that cannot be built, probed or timed is stored
+as infeasible with its reason (`error`), and the search goes on.
 
 Trial user attributes: genome, spec_id, spec (the family-tagged dict), run_id, prediction,
 constraint (predicted whole-process peak minus the budget, MB: <= 0 is feasible), infeasible,
-record (the RunRecord dict of a trained trial), duplicate_of, error.
+record (the RunRecord dict of a trained trial), duplicate_of, error, interrupted.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import threading
@@ -25,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from edgetrain.bench.study import study_lock
 from edgetrain.errors import EdgeTrainError
 from edgetrain.models.found import save_spec
 from edgetrain.search.early_stop import TrialCurve, dominated_by
@@ -144,20 +149,46 @@ class Search:
 
 # --- one trial ---------------------------------------------------------------------------------
 
+# What turning a genome into a spec, predicting it or probing it raises when the architecture
+# cannot exist or cannot be built: our refusals (a crashed probe process included), torch's
+# allocation and shape errors, Python's numeric limits. Such a genome is infeasible, not a
+# broken search; anything else is a bug and fails the trial.
+GENOME_ERRORS: tuple[type[BaseException], ...] = (
+    EdgeTrainError, RuntimeError, MemoryError, ArithmeticError, ValueError,
+)  # fmt: skip
+INTERRUPTED_ATTR = "interrupted"  # set on a trial stopped by Ctrl-C: the next run retries it
+
 
 def objective(search: Search, trial: Trial) -> list[float]:
+    """A trial's values. A training that fails fails the trial, its reason kept in `error`; a
+    trial stopped by Ctrl-C is marked for `retry_interrupted`."""
+    try:
+        return _evaluate(search, trial)
+    except EdgeTrainError as exc:
+        trial.set_user_attr("error", error_reason(exc))
+        raise
+    except KeyboardInterrupt:
+        trial.set_user_attr(INTERRUPTED_ATTR, True)
+        raise
+
+
+def _evaluate(search: Search, trial: Trial) -> list[float]:
     genome = {
         g.name: trial.suggest_categorical(g.name, list(g.choices)) for g in search.space.genes
     }
-    config = search.config_for(genome)
-    for name, value in (("genome", genome), ("spec_id", config.model), ("run_id", config.id)):
+    trial.set_user_attr("genome", genome)
+    try:
+        config = search.config_for(genome)
+    except GENOME_ERRORS as exc:  # no spec, so nothing to probe or train
+        return _infeasible(search, trial, f"genome {genome}", "cannot be built", exc)
+    for name, value in (("spec_id", config.model), ("run_id", config.id)):
         trial.set_user_attr(name, value)
     trial.set_user_attr("spec", config.model_args)
     twin = _finished_twin(
         search.space, trial.study, _genome_key(search.space, genome), trial.number
     )
     if twin is not None:  # proposed again: the values are known, nothing trains
-        for key in ("record", "prediction", "infeasible"):
+        for key in ("record", "prediction", "infeasible", "error"):
             if key in twin.user_attrs:
                 trial.set_user_attr(key, twin.user_attrs[key])
         _set_constraint(trial, constraint_of(twin)[0])
@@ -168,8 +199,8 @@ def objective(search: Search, trial: Trial) -> list[float]:
         prediction, model_rss_mb = predict(
             config, search.num_classes, search.budget_mb, search.baseline
         )
-    except EdgeTrainError as exc:  # the probe cannot train it: as good as infeasible
-        return _unpredictable(search, trial, config, str(exc))
+    except GENOME_ERRORS as exc:  # the probe cannot build or run it: as good as infeasible
+        return _infeasible(search, trial, config.model, "cannot be probed", exc)
     # the probe's RSS lets a later process learn the baseline offset from this trial too
     trial.set_user_attr("prediction", {**prediction.to_dict(), "model_rss_mb": model_rss_mb})
     _set_constraint(trial, prediction.predicted_peak_mb - search.budget_mb)
@@ -180,8 +211,10 @@ def objective(search: Search, trial: Trial) -> list[float]:
             f"{prediction.predicted_peak_mb:.0f} MB > {search.budget_mb:.0f} MB: not trained"
         )
         return search.infeasible_values(prediction)
-    # precision auto is timed only for a genome that fits, so no unfit model is built here
-    config, why = resolve_precision(config, search.num_classes)
+    try:  # precision auto is timed only for a genome that fits, so no unfit model is built here
+        config, why = resolve_precision(config, search.num_classes)
+    except GENOME_ERRORS as exc:
+        return _infeasible(search, trial, config.model, "cannot be timed", exc)
     trial.set_user_attr("run_id", config.id)  # of the resolved precision
     trial.set_user_attr("precision_reason", why)
     record = train_trial(search, trial, config)
@@ -191,13 +224,27 @@ def objective(search: Search, trial: Trial) -> list[float]:
 
 
 UNPREDICTABLE_MB = 1e9  # the constraint of a genome whose probe failed: far over any budget
+_REASON_CHARS = 400  # a reason is one line of a terminal, a report table and a user attribute
 
 
-def _unpredictable(search: Search, trial: Trial, config: RunConfig, error: str) -> list[float]:
+def error_reason(exc: BaseException) -> str:
+    """One line for why a genome failed: our own message as it is, anything else prefixed with
+    its type (a bare MemoryError says nothing else)."""
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, EdgeTrainError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 3] + "..."
+
+
+def _infeasible(
+    search: Search, trial: Trial, label: str, what: str, exc: BaseException
+) -> list[float]:
+    """Store a genome that cannot be built, probed or timed as infeasible, with its reason."""
+    reason = error_reason(exc)
     trial.set_user_attr("infeasible", True)
-    trial.set_user_attr("error", error)
+    trial.set_user_attr("error", reason)
     _set_constraint(trial, UNPREDICTABLE_MB)
-    search.emit(f"trial {trial.number}: {config.model} cannot be probed ({error}): not trained")
+    search.emit(f"trial {trial.number}: {label} {what} ({reason}): not trained")
     return [0.0 if o == "accuracy" else UNPREDICTABLE_MB for o in search.objectives]
 
 
@@ -218,7 +265,7 @@ def _finished_twin(
         try:
             if _genome_key(space, genome) == key:
                 return t
-        except EdgeTrainError:  # a genome of another space version: not ours to compare
+        except GENOME_ERRORS:  # a genome of another space version, or one that never built
             continue
     return None
 
@@ -291,6 +338,28 @@ class _StopWatcher:
             self.run.request_stop(reason)
             self.search.emit(f"{self.run.path.name}: {reason}")
             self._stop.set()
+
+
+def retry_interrupted(study: optuna.Study) -> int:
+    """Queue again every trial that Ctrl-C stopped and nothing retried yet, with Optuna's own
+    retry (the genome as its parameters, the chain in `retry_history`), so its genome resumes
+    its run directory; returns how many. Under the study's lock: two processes starting at
+    once queue each retry once."""
+    with study_lock(study._storage, study.study_name):
+        trials = study.get_trials(deepcopy=False)
+        retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+        todo = [
+            t
+            for t in trials
+            if t.state == TrialState.FAIL
+            and t.user_attrs.get(INTERRUPTED_ATTR)
+            and t.number not in retried
+        ]
+        for t in todo:
+            retry = copy.deepcopy(t)
+            retry.user_attrs = {}  # the objective sets them anew; "interrupted" must not stick
+            RetryHeartbeatStaleTrialCallback()(study, retry)
+    return len(todo)
 
 
 def learn_baseline(search: Search, study: optuna.Study) -> int:

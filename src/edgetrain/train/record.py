@@ -5,13 +5,19 @@ accuracies are fractions in [0, 1], `macs` multiply-accumulates of one forward p
 
 `record.json` holds `RunRecord.to_dict()` with a `schema_version`. Records written before the
 schema had a version (version 1, the same keys) load unchanged; a record that lacks one of the
-REQUIRED fields is refused with a message naming them.
+REQUIRED fields is refused with a message naming them, and so is one whose values no run can
+produce (`check_values`): a value of the wrong type (a string where a number belongs), an
+accuracy outside [0, 1], negative or non-finite memory, time or counts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
+import typing
 from dataclasses import dataclass, field
+from types import NoneType, UnionType
 from typing import Any
 
 from edgetrain.errors import EdgeTrainError
@@ -141,6 +147,7 @@ class RunRecord:
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         fields = {k: v for k, v in d.items() if k in known}
         extra = {k: v for k, v in d.items() if k not in known}
+        check_values(fields, source)
         return cls(**{**fields, "schema_version": SCHEMA_VERSION, "extra": extra})
 
     def replace(self, **changes: Any) -> RunRecord:
@@ -152,3 +159,77 @@ REQUIRED = tuple(
     for f in dataclasses.fields(RunRecord)
     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 )
+
+
+# --- what values a run can produce ---------------------------------------------------------------
+
+_FIELD_TYPES = {k: v for k, v in typing.get_type_hints(RunRecord).items() if k != "extra"}
+_TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false",
+               list: "a list", dict: "an object"}  # fmt: skip
+
+
+def check_values(fields: dict[str, Any], source: str) -> None:
+    """Refuse a record whose fields no run can produce, naming the first few of them."""
+    problems = [
+        why
+        for name, value in fields.items()
+        if name in _FIELD_TYPES and (why := _problem(name, value)) is not None
+    ]
+    if problems:
+        raise EdgeTrainError(f"{source}: impossible run record: {'; '.join(problems[:4])}")
+
+
+def _problem(name: str, value: Any) -> str | None:
+    tp = _FIELD_TYPES[name]
+    if not _conforms(value, tp):
+        return f"{name} must be {_describe(tp)}, got {reprlib.repr(value)}"
+    numbers = value if isinstance(value, list) else [value]
+    bound = _bound(name)
+    for v in numbers:
+        if isinstance(v, int | float) and not isinstance(v, bool) and bound is not None:
+            low, high, words = bound
+            if not (math.isfinite(v) and low <= v <= high):
+                return f"{name} must be {words}, got {reprlib.repr(v)}"
+    return None
+
+
+def _bound(name: str) -> tuple[float, float, str] | None:
+    """(low, high, in words) of what a field can hold, from its name's unit (module doc)."""
+    if name.endswith("accuracy") or "_accuracy_" in name or name == "test_macro_f1":
+        return 0.0, 1.0, "a fraction in [0, 1]"
+    if "_permille" in name:
+        return 0.0, 1000.0, "a number in [0, 1000]"
+    if name.endswith("_mb") or "_ms" in name or name.endswith("_s"):
+        return 0.0, math.inf, "a number >= 0"
+    if name in ("params_trainable", "params_total", "bn_stats", "macs", "bn_recalibration_images"):
+        return 0.0, math.inf, "an integer >= 0"
+    return None
+
+
+def _conforms(value: Any, tp: Any) -> bool:
+    """Whether `value` (parsed JSON) is of the annotated type `tp`; a bool is not a number.
+    An object's values are not checked: the nested annotations describe, they do not bind
+    (`analytic` also holds a flag, `environment` whatever the machine reported)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, UnionType):
+        return any(_conforms(value, a) for a in args)
+    if tp is NoneType:
+        return value is None
+    if tp in (float, int) and isinstance(value, bool):
+        return False
+    if tp is float:
+        return isinstance(value, int | float)
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, tp)
+
+
+def _describe(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, UnionType):
+        return " or ".join("null" if a is NoneType else _describe(a) for a in args)
+    return _TYPE_WORDS.get(origin or tp, str(tp))
