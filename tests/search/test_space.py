@@ -89,6 +89,30 @@ BAD = {
         "run genes",
     ),
     "not toml": ("base = [\n", "not valid TOML"),
+    "paths a string": (
+        'base = "xception_lite"\n[genes.a]\nchoices = [1]\npaths = "middle_depth"\n',
+        "paths must be a list",
+    ),
+    "too many choices": (
+        'base = "xception_lite"\n[genes.a]\nchoices = ['
+        + ", ".join(map(str, range(300)))
+        + ']\npaths = ["middle_depth"]\n',
+        "300 choices; a gene has at most 256",
+    ),
+    "too many genes": (
+        'base = "xception_lite"\n'
+        + "".join(f'[genes.g{i}]\nchoices = [1]\npaths = ["middle_depth"]\n' for i in range(70)),
+        "70 genes; a space has at most 64",
+    ),
+    "choice out of bounds": (
+        'base = "xception_lite"\n[genes.a]\nchoices = [1, 65]\npaths = ["middle_depth"]\n',
+        r"gene a = 65 builds no valid model \(middle_depth must be in 0\.\.64",
+    ),
+    "none of another type": (
+        'base = "xception_lite"\n[genes.a]\nchoices = [0, 1]\nnone = true\n'
+        'paths = ["middle.squeeze"]\n',
+        "is not one of the choices",
+    ),
 }
 
 
@@ -112,3 +136,13 @@ def test_genome_checks():
         space.spec_of({"middle_depth": 0})
     with pytest.raises(EdgeTrainError, match="must be one of"):
         space.spec_of({"middle_depth": 5, "entry3_width": 16, "narrow": 16})
+
+
+def test_a_spec_of_another_family_is_no_point_of_a_space():
+    space = load_space("xception-family")
+    assert space.genome_of(get_spec("mobilenet_v2")) is None
+    mnv2 = load_space("mobilenet-family")
+    fewer = get_spec("mobilenet_v2").replace(
+        stages=get_spec("mobilenet_v2").to_dict()["stages"][:3]
+    )
+    assert mnv2.genome_of(fewer) is None  # its paths lead past the last stage

@@ -34,7 +34,19 @@ from torch import nn
 from edgetrain.errors import EdgeTrainError
 from edgetrain.models.layers import ConvBNAct, DropPath, SqueezeExcite, stem_blocks_top
 from edgetrain.models.registry import register_family, register_spec
-from edgetrain.models.spec import ModelSpec, check_bn
+from edgetrain.models.spec import (
+    MAX_BLOCKS,
+    MAX_DEPTH,
+    MAX_EXPAND,
+    MAX_MULTIPLIER,
+    MAX_RESOLUTION,
+    MAX_STRIDE,
+    MAX_WIDTH,
+    ModelSpec,
+    check_bn,
+    check_kernel,
+    check_range,
+)
 
 BlockKind = Literal["fused", "mbconv"]
 
@@ -101,10 +113,17 @@ class EfficientNetV2Spec(ModelSpec):
     bn_momentum: float = 0.1  # PyTorch convention: Keras momentum 0.9
 
     def validate(self) -> None:
-        if not (self.width > 0 and self.depth > 0):
-            raise EdgeTrainError(f"width and depth must be > 0, got {self.width}, {self.depth}")
-        if self.resolution < 1 or self.top < 1 or self.divisor < 1 or self.min_depth < 0:
-            raise EdgeTrainError("resolution, top, divisor must be >= 1 and min_depth >= 0")
+        """Raise `EdgeTrainError` if the spec cannot be built; every number is bounded
+        (`MAX_*` in spec.py), the widths and block counts after scaling too."""
+        if not (0 < self.width <= MAX_MULTIPLIER and 0 < self.depth <= MAX_MULTIPLIER):
+            raise EdgeTrainError(
+                f"width and depth must be > 0 and at most {MAX_MULTIPLIER}, "
+                f"got {self.width}, {self.depth}"
+            )
+        check_range(self.resolution, 1, MAX_RESOLUTION, "resolution")
+        check_range(self.top, 1, MAX_WIDTH, "top")
+        check_range(self.divisor, 1, MAX_WIDTH, "divisor")
+        check_range(self.min_depth, 0, MAX_WIDTH, "min_depth")
         if not 0.0 <= self.drop_connect_rate < 1.0:
             raise EdgeTrainError(
                 f"drop_connect_rate must be in [0, 1), got {self.drop_connect_rate}"
@@ -112,18 +131,11 @@ class EfficientNetV2Spec(ModelSpec):
         if not self.stages:
             raise EdgeTrainError("an EfficientNetV2 spec needs at least one stage")
         for i, s in enumerate(self.stages):
-            where = f"stage {i + 1}"
-            if min(s.repeats, s.cin, s.cout, s.expand, s.stride) < 1:
-                raise EdgeTrainError(f"{where}: repeats, cin, cout, expand, stride must be >= 1")
-            if s.kernel < 1 or s.kernel % 2 == 0:
-                raise EdgeTrainError(f"{where}: the kernel must be odd and >= 1, got {s.kernel}")
-            if not 0.0 <= s.se_ratio <= 1.0:
-                raise EdgeTrainError(f"{where}: se_ratio must be in [0, 1], got {s.se_ratio}")
-            if i > 0 and s.cin != self.stages[i - 1].cout:
-                raise EdgeTrainError(
-                    f"{where}: cin {s.cin} must equal the previous stage's cout "
-                    f"{self.stages[i - 1].cout}"
-                )
+            _check_stage(f"stage {i + 1}", s, self.stages[i - 1] if i else None)
+        blocks = sum(math.ceil(self.depth * s.repeats) for s in self.stages)
+        check_range(blocks, 1, MAX_BLOCKS, "blocks in all after depth scaling")
+        widths = [self.round_filters(w) for s in self.stages for w in (s.cin, s.cout)]
+        check_range(max(*widths, self.num_features), 1, MAX_WIDTH, "the widest layer after width")
         check_bn(self)
 
     def round_filters(self, filters: int) -> int:
@@ -163,6 +175,21 @@ class EfficientNetV2Spec(ModelSpec):
     @property
     def num_features(self) -> int:
         return self.round_filters(self.top)
+
+
+def _check_stage(where: str, s: MBConvStage, before: MBConvStage | None) -> None:
+    check_range(s.repeats, 1, MAX_DEPTH, f"{where}: repeats")
+    check_range(s.cin, 1, MAX_WIDTH, f"{where}: cin")
+    check_range(s.cout, 1, MAX_WIDTH, f"{where}: cout")
+    check_range(s.expand, 1, MAX_EXPAND, f"{where}: expand")
+    check_range(s.stride, 1, MAX_STRIDE, f"{where}: stride")
+    check_kernel(s.kernel, where)
+    if not 0.0 <= s.se_ratio <= 1.0:
+        raise EdgeTrainError(f"{where}: se_ratio must be in [0, 1], got {s.se_ratio}")
+    if before is not None and s.cin != before.cout:
+        raise EdgeTrainError(
+            f"{where}: cin {s.cin} must equal the previous stage's cout {before.cout}"
+        )
 
 
 # --- the builder ---------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from edgetrain.errors import EdgeTrainError
-from edgetrain.fileio import atomic_write_text
-from edgetrain.models.registry import build_model, spec_from_dict
+from edgetrain.fileio import atomic_write_text, parse_json, read_text_bounded
+from edgetrain.models.registry import build_model, spec_from_dict, spec_of_model
 from edgetrain.models.spec import FAMILY_KEY, ModelSpec
 
 _ID = re.compile(r"^[a-z0-9]{1,8}-[0-9a-f]{10}$")
@@ -47,25 +47,25 @@ def save_spec(spec: ModelSpec, folder: Path | None = None) -> Path:
     return path
 
 
-def read_spec_file(path: Path) -> ModelSpec:
-    """A spec from a JSON file written by `save_spec` (or by hand); bad files are refused."""
+def read_spec_file(path: Path, *, expect_id: str | None = None) -> ModelSpec:
+    """A spec from a JSON file written by `save_spec` (or by hand); bad files are refused with one
+    line naming the file: anything but a regular file, more than `MAX_SPEC_FILE_BYTES`, JSON
+    beyond the parser's limits, an invalid spec, or (with `expect_id`) one of another id."""
+    text = read_text_bounded(path, MAX_SPEC_FILE_BYTES, "model spec")
+    d = parse_json(text, str(path))
     try:
-        if path.stat().st_size > MAX_SPEC_FILE_BYTES:
-            raise EdgeTrainError(f"{path}: too large to be a model spec")
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgeTrainError(f"{path}: not a readable model spec JSON file ({exc})") from None
-    return spec_from_dict(d)
+        return spec_from_dict(d, expect_id=expect_id)
+    except EdgeTrainError as exc:
+        raise EdgeTrainError(f"{path}: {exc}") from None
 
 
 def find_spec(spec_id: str) -> ModelSpec:
+    """The spec of `spec_id` from the spec store; a file whose content has another id is refused
+    before it is validated or built."""
     for folder in store_dirs():
         path = folder / f"{spec_id}.json"
-        if path.is_file():
-            spec = read_spec_file(path)
-            if spec.id != spec_id:
-                raise EdgeTrainError(f"{path} holds spec {spec.id}, not {spec_id}")
-            return spec
+        if path.exists() or path.is_symlink():  # anything there is read (or refused) as a spec
+            return read_spec_file(path, expect_id=spec_id)
     where = ", ".join(str(d) for d in store_dirs())
     raise EdgeTrainError(
         f"model {spec_id!r} is a spec id that is not in the spec store ({where}); give the spec "
@@ -92,10 +92,18 @@ def spec_of(name: str, model_args: dict[str, Any]) -> ModelSpec:
             f"model {name!r} is a spec id: the run config's model_args must hold its whole spec "
             f"(with {FAMILY_KEY!r}); give --model with the spec id or its JSON file"
         )
-    spec = spec_from_dict(model_args)
-    if spec.id != name:
-        raise EdgeTrainError(f"model_args hold spec {spec.id}, not {name}")
-    return spec
+    try:
+        return spec_from_dict(model_args, expect_id=name)
+    except EdgeTrainError as exc:
+        raise EdgeTrainError(f"model_args: {exc}") from None
+
+
+def run_spec(name: str, model_args: dict[str, Any]) -> ModelSpec | None:
+    """The spec a run config's (model, model_args) builds, a found one or a registered one with
+    overrides; None for a model registered as a factory."""
+    if is_spec_id(name):
+        return spec_of(name, model_args)
+    return spec_of_model(name, model_args)
 
 
 def create(name: str, *, num_classes: int, dropout: float, model_args: dict[str, Any]) -> Any:

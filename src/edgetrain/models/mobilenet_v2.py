@@ -28,7 +28,18 @@ from torch import nn
 from edgetrain.errors import EdgeTrainError
 from edgetrain.models.layers import InvertedResidual, make_divisible, stem_blocks_top
 from edgetrain.models.registry import register_family, register_spec
-from edgetrain.models.spec import ModelSpec, check_bn
+from edgetrain.models.spec import (
+    MAX_BLOCKS,
+    MAX_DEPTH,
+    MAX_EXPAND,
+    MAX_MULTIPLIER,
+    MAX_STRIDE,
+    MAX_WIDTH,
+    ModelSpec,
+    check_bn,
+    check_kernel,
+    check_range,
+)
 
 # --- the spec ------------------------------------------------------------------------------------
 
@@ -73,17 +84,25 @@ class MobileNetV2Spec(ModelSpec):
     bn_momentum: float = 0.001  # PyTorch convention: Keras momentum 0.999
 
     def validate(self) -> None:
-        if not self.alpha > 0:
-            raise EdgeTrainError(f"alpha must be > 0, got {self.alpha}")
-        if self.stem < 1 or self.head < 1 or self.divisor < 1:
-            raise EdgeTrainError("stem, head and divisor must be >= 1")
+        """Raise `EdgeTrainError` if the spec cannot be built; every number is bounded
+        (`MAX_*` in spec.py), the widths after the multiplier too."""
+        if not 0 < self.alpha <= MAX_MULTIPLIER:
+            raise EdgeTrainError(
+                f"alpha must be > 0 and at most {MAX_MULTIPLIER}, got {self.alpha}"
+            )
+        for name in ("stem", "head", "divisor"):
+            check_range(getattr(self, name), 1, MAX_WIDTH, name)
         if not self.stages:
             raise EdgeTrainError("a MobileNetV2 spec needs at least one stage")
         for i, s in enumerate(self.stages):
-            if min(s.expand, s.channels, s.repeats, s.stride) < 1:
-                raise EdgeTrainError(f"stage {i}: expand, channels, repeats, stride must be >= 1")
-            if s.kernel < 1 or s.kernel % 2 == 0:
-                raise EdgeTrainError(f"stage {i}: the kernel must be odd and >= 1, got {s.kernel}")
+            _check_stage(f"stage {i}", s)
+        check_range(sum(s.repeats for s in self.stages), 1, MAX_BLOCKS, "blocks in all")
+        widths = [
+            self.stem_width,
+            self.num_features,
+            *(self.width(s.channels) for s in self.stages),
+        ]
+        check_range(max(widths), 1, MAX_WIDTH, "the widest layer after alpha")
         check_bn(self)
 
     def describe(self) -> str:
@@ -106,6 +125,14 @@ class MobileNetV2Spec(ModelSpec):
     @property
     def num_features(self) -> int:
         return make_divisible(self.head * self.alpha, self.divisor) if self.alpha > 1 else self.head
+
+
+def _check_stage(where: str, s: InvertedResidualStage) -> None:
+    check_range(s.expand, 1, MAX_EXPAND, f"{where}: expand")
+    check_range(s.channels, 1, MAX_WIDTH, f"{where}: channels")
+    check_range(s.repeats, 1, MAX_DEPTH, f"{where}: repeats")
+    check_range(s.stride, 1, MAX_STRIDE, f"{where}: stride")
+    check_kernel(s.kernel, where)
 
 
 # --- the builder ---------------------------------------------------------------------------------

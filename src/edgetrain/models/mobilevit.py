@@ -41,7 +41,22 @@ from torch import nn
 from edgetrain.errors import EdgeTrainError
 from edgetrain.models.layers import ConvBNAct, InvertedResidual, make_divisible, stem_blocks_top
 from edgetrain.models.registry import register_family, register_spec
-from edgetrain.models.spec import ModelSpec, check_bn
+from edgetrain.models.spec import (
+    MAX_BLOCKS,
+    MAX_DEPTH,
+    MAX_EXPAND,
+    MAX_STRIDE,
+    MAX_WIDTH,
+    ModelSpec,
+    check_bn,
+    check_kernel,
+    check_range,
+)
+
+# Bounds of the transformer's own numbers (the others are in spec.py): cvnets uses 4 heads and
+# 2x2 patches; 16 times that is still a transformer these blocks can mean.
+MAX_HEADS = 64
+MAX_PATCH = 32
 
 # --- the spec ------------------------------------------------------------------------------------
 
@@ -88,45 +103,57 @@ class MobileViTSpec(ModelSpec):
     ln_eps: float = 1e-5
 
     def validate(self) -> None:
-        if self.stem < 1 or self.top < 1:
-            raise EdgeTrainError("stem and top must be >= 1")
-        if self.kernel < 1 or self.kernel % 2 == 0:
-            raise EdgeTrainError(f"kernel must be odd and >= 1, got {self.kernel}")
+        """Raise `EdgeTrainError` if the spec cannot be built; every number is bounded
+        (`MAX_*` in spec.py)."""
+        check_range(self.stem, 1, MAX_WIDTH, "stem")
+        check_range(self.top, 1, MAX_WIDTH, "top")
+        check_kernel(self.kernel, "MobileViT blocks")
         if not self.ln_eps > 0:
             raise EdgeTrainError(f"ln_eps must be > 0, got {self.ln_eps}")
         if not self.stages:
             raise EdgeTrainError("a MobileViT spec needs at least one stage")
+        cin = self.stem
         for i, s in enumerate(self.stages):
-            where = f"layer{i + 1}"
-            if min(s.channels, s.stride, s.expand, s.heads, s.patch) < 1 or s.mv2_blocks < 0:
-                raise EdgeTrainError(
-                    f"{where}: channels, stride, expand, heads, patch must be >= 1, mv2_blocks >= 0"
-                )
-            if s.stride > 1 and s.mv2_blocks == 0:
-                raise EdgeTrainError(f"{where}: a stride needs at least one MV2 block")
-            if s.transformer_dim < 0 or (s.mv2_blocks == 0 and s.transformer_dim == 0):
-                raise EdgeTrainError(f"{where}: needs MV2 blocks or a transformer_dim > 0")
-            if s.transformer_dim > 0:
-                if s.ffn_dim < 1 or s.transformer_depth < 1:
-                    raise EdgeTrainError(
-                        f"{where}: a MobileViT block needs ffn_dim >= 1 and transformer_depth >= 1"
-                    )
-                if s.transformer_dim % s.heads:
-                    raise EdgeTrainError(
-                        f"{where}: transformer_dim {s.transformer_dim} must be divisible by "
-                        f"heads {s.heads}"
-                    )
-            if i == 0 and s.mv2_blocks == 0 and s.channels != self.stem:
-                raise EdgeTrainError(f"{where}: without MV2 blocks, channels must equal the stem")
-            if i > 0 and s.mv2_blocks == 0 and s.channels != self.stages[i - 1].channels:
-                raise EdgeTrainError(
-                    f"{where}: without MV2 blocks, channels must equal the previous layer's"
-                )
+            _check_stage(f"layer{i + 1}", s, cin, "the stem" if i == 0 else "the previous layer")
+            cin = s.channels
+        blocks = sum(s.mv2_blocks + (s.transformer_dim > 0) for s in self.stages)
+        check_range(blocks, 1, MAX_BLOCKS, "blocks in all")
         check_bn(self)
 
     @property
     def num_features(self) -> int:
         return self.top
+
+
+def _check_stage(where: str, s: MobileViTStage, cin: int, before: str) -> None:
+    check_range(s.channels, 1, MAX_WIDTH, f"{where}: channels")
+    check_range(s.stride, 1, MAX_STRIDE, f"{where}: stride")
+    check_range(s.mv2_blocks, 0, MAX_DEPTH, f"{where}: mv2_blocks")
+    check_range(s.expand, 1, MAX_EXPAND, f"{where}: expand")
+    check_range(s.heads, 1, MAX_HEADS, f"{where}: heads")
+    check_range(s.patch, 1, MAX_PATCH, f"{where}: patch")
+    check_range(s.transformer_dim, 0, MAX_WIDTH, f"{where}: transformer_dim")
+    check_range(s.ffn_dim, 0, MAX_WIDTH, f"{where}: ffn_dim")
+    check_range(s.transformer_depth, 0, MAX_DEPTH, f"{where}: transformer_depth")
+    if s.stride > 1 and s.mv2_blocks == 0:
+        raise EdgeTrainError(f"{where}: a stride needs at least one MV2 block")
+    if s.mv2_blocks == 0 and s.transformer_dim == 0:
+        raise EdgeTrainError(f"{where}: needs MV2 blocks or a transformer_dim > 0")
+    if s.mv2_blocks == 0 and s.channels != cin:
+        raise EdgeTrainError(f"{where}: without MV2 blocks, channels must equal {before}'s")
+    if s.transformer_dim > 0:
+        _check_transformer(where, s)
+
+
+def _check_transformer(where: str, s: MobileViTStage) -> None:
+    if s.ffn_dim < 1 or s.transformer_depth < 1:
+        raise EdgeTrainError(
+            f"{where}: a MobileViT block needs ffn_dim >= 1 and transformer_depth >= 1"
+        )
+    if s.transformer_dim % s.heads:
+        raise EdgeTrainError(
+            f"{where}: transformer_dim {s.transformer_dim} must be divisible by heads {s.heads}"
+        )
 
 
 # --- the builder ---------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 from torch import nn
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.models.estimate import check_trainable, model_size, on_meta
 from edgetrain.models.layers import Classifier
-from edgetrain.models.spec import FAMILY_KEY, ModelSpec
+from edgetrain.models.spec import FAMILY_KEY, ModelSpec, short_repr
 
 ModelFactory = Callable[..., nn.Module]
 BackboneBuilder = Callable[[Any], nn.Sequential]  # a spec -> (B, 3, H, W) -> (B, C, h, w)
@@ -66,7 +67,7 @@ def _unknown(name: str) -> EdgeTrainError:
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return EdgeTrainError(
-        f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}."
+        f"unknown model {short_repr(name)}.{hint} Known models: {', '.join(list_models())}."
     )
 
 
@@ -128,7 +129,7 @@ def _family(family: Any) -> tuple[type[ModelSpec], BackboneBuilder]:
         return _FAMILIES[family]
     except (KeyError, TypeError):
         raise EdgeTrainError(
-            f"unknown model family {family!r}; known: {', '.join(sorted(_FAMILIES))}"
+            f"unknown model family {short_repr(family)}; known: {', '.join(sorted(_FAMILIES))}"
         ) from None
 
 
@@ -137,23 +138,52 @@ def build_model(spec: ModelSpec, *, num_classes: int, dropout: float = 0.2) -> C
     linear): the family's backbone builder, picked by `spec.family`, then the head.
 
     `create_model(name, **overrides)` is `build_model(get_spec(name).replace(**overrides), ...)`;
-    an invalid spec, head size or dropout raises `EdgeTrainError`.
+    an invalid spec, head size or dropout raises `EdgeTrainError`, and so does a model whose
+    weights and gradients could not fit this machine's memory, before any of it is allocated
+    (counted on a meta-device build, `estimate.py`).
     """
+    make = _maker(spec, num_classes, dropout)
+    check_trainable(spec.id, model_size(on_meta(make)))
+    return make()
+
+
+def meta_model(spec: ModelSpec, *, num_classes: int, dropout: float = 0.2) -> Classifier:
+    """`build_model` on PyTorch's meta device: every module and shape, no storage, so any valid
+    spec can be sized (`estimate.model_size`, `estimate.saved_for_backward`) before it is built."""
+    return on_meta(_maker(spec, num_classes, dropout))
+
+
+def _maker(spec: ModelSpec, num_classes: int, dropout: float) -> Callable[[], Classifier]:
+    """The checked spec's build, as a function to call on the device that should hold it."""
     _check_head(num_classes, dropout)
     spec_cls, build_backbone = _family(getattr(spec, "family", None))
     if not isinstance(spec, spec_cls):
         raise EdgeTrainError(f"expected a {spec_cls.__name__}, got {type(spec).__name__}")
-    return Classifier(build_backbone(spec), spec.num_features, num_classes, dropout, spec)
+    spec.validate()  # bounded numbers before anything is sized or built
+
+    def make() -> Classifier:
+        return Classifier(build_backbone(spec), spec.num_features, num_classes, dropout, spec)
+
+    return make
 
 
-def spec_from_dict(d: Mapping[str, Any]) -> ModelSpec:
+def spec_of_model(name: str, overrides: Mapping[str, Any]) -> ModelSpec | None:
+    """The spec `create_model(name, **overrides)` builds, or None for a model registered as a
+    factory (whose architecture is known only once it is built)."""
+    get_model_factory(name)  # unknown name -> error listing close names
+    spec = _SPECS.get(name)
+    return spec.replace(**overrides) if spec is not None and overrides else spec
+
+
+def spec_from_dict(d: Mapping[str, Any], *, expect_id: str | None = None) -> ModelSpec:
     """The spec of any family from `spec.to_dict(family=True)`: the `family` key picks the class,
-    whose `from_dict` reads the rest. A missing or unknown family raises `EdgeTrainError` (an
-    untagged dict, the older format, is read by its class: `XceptionSpec.from_dict(d)`)."""
+    whose `from_dict` reads the rest (and, with `expect_id`, refuses a spec of another id before
+    validating it). A missing or unknown family raises `EdgeTrainError` (an untagged dict, the
+    older format, is read by its class: `XceptionSpec.from_dict(d)`)."""
     if not isinstance(d, Mapping) or FAMILY_KEY not in d:
         raise EdgeTrainError(
             f"a spec dict needs a {FAMILY_KEY!r} key (one of {', '.join(sorted(_FAMILIES))}); "
             "write it with spec.to_dict(family=True)"
         )
     spec_cls, _ = _family(d[FAMILY_KEY])
-    return spec_cls.from_dict(d)
+    return spec_cls.from_dict(d, expect_id=expect_id)

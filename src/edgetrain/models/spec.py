@@ -22,6 +22,19 @@ from edgetrain.errors import EdgeTrainError
 
 FAMILY_KEY = "family"  # the key that names the family in `to_dict(family=True)`
 
+# Bounds on the numbers of a spec, by what the families can mean: well above the largest
+# published value, but finite, so that a hostile or mistyped spec (a middle_depth of 2**63, a width
+# of 60000) is refused as invalid before anything iterates over it, estimates it or builds it.
+MAX_WIDTH = 8192  # channels of a layer: 2048 here at most (Xception), 7392 in RegNetY-128GF
+MAX_DEPTH = 64  # repeats of a block, stage or transformer layer: 9 here, 36 in ResNet-152
+MAX_BLOCKS = 256  # blocks of a whole backbone after depth scaling: 50 in ResNet-152
+MAX_ITEMS = 32  # entries of a list field (stem convs, stages, blocks, convs of a block): <= 8
+MAX_KERNEL = 31  # kernel sizes: 3-5 here, 31 the largest in the literature (RepLKNet)
+MAX_EXPAND = 16  # expansion ratios of inverted residuals: 1-6 published
+MAX_STRIDE = 4  # strides of a stage: 1 and 2 here
+MAX_MULTIPLIER = 16.0  # width and depth multipliers (alpha, width, depth): 0.35-3.1 published
+MAX_RESOLUTION = 4096  # an input size a spec names; published: at most 600 px
+
 
 class ModelSpec:
     """to_dict / from_dict / id / replace / validate for a frozen dataclass spec (see the module)."""
@@ -41,18 +54,25 @@ class ModelSpec:
         return {FAMILY_KEY: self.family, **d} if family else d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+    def from_dict(cls, d: Mapping[str, Any], *, expect_id: str | None = None) -> Self:
         """Inverse of `to_dict`: every top-level field is required (a stage dict may leave out
         fields that have defaults), a `family` key is optional but must name this family; unknown,
-        missing or mistyped fields raise `EdgeTrainError`."""
+        missing or mistyped fields raise `EdgeTrainError`. With `expect_id`, a dict whose spec has
+        another id is refused before it is validated (what a file or config calls a spec must be
+        what it holds)."""
         where = f"{cls._title} spec"
         if isinstance(d, Mapping) and FAMILY_KEY in d:
             if d[FAMILY_KEY] != cls.family:
                 raise EdgeTrainError(
-                    f"{where}: the dict is for family {d[FAMILY_KEY]!r}, not {cls.family!r}"
+                    f"{where}: the dict is for family {short_repr(d[FAMILY_KEY])}, "
+                    f"not {cls.family!r}"
                 )
             d = {k: v for k, v in d.items() if k != FAMILY_KEY}
         spec = cls(**_fields_from_dict(cls, d, where, partial=False))
+        if expect_id is not None and spec.id != expect_id:
+            raise EdgeTrainError(
+                f"holds spec {spec.id}, not {expect_id}: its content does not match its id"
+            )
         spec.validate()
         return spec
 
@@ -88,6 +108,30 @@ class ModelSpec:
         raise NotImplementedError
 
 
+def check_range(value: float, lo: float, hi: float, where: str) -> None:
+    """Refuse `value` outside [lo, hi] with one line naming the field (`where`)."""
+    if not lo <= value <= hi:
+        raise EdgeTrainError(f"{where} must be in {lo}..{hi}, got {short_repr(value)}")
+
+
+def check_kernel(kernel: int, where: str) -> None:
+    """A kernel size: odd (symmetric "same" padding) and within `MAX_KERNEL`."""
+    if kernel % 2 == 0 or not 1 <= kernel <= MAX_KERNEL:
+        raise EdgeTrainError(
+            f"{where}: the kernel must be odd and in 1..{MAX_KERNEL}, got {short_repr(kernel)}"
+        )
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, for messages about untrusted values (a 1 MB string,
+    a deeply nested list); an integer beyond Python's digit limit is described, not printed."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__} too large to print"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_bn(spec: Any) -> None:
     """The BatchNorm fields `bn_eps` and `bn_momentum` (PyTorch convention for momentum)."""
     if not spec.bn_eps > 0:
@@ -119,7 +163,8 @@ def _fields_from_dict(cls: type, d: Any, where: str, *, partial: bool) -> dict[s
     names = [f.name for f in fields]
     extra = set(d) - set(names)
     if extra:
-        raise EdgeTrainError(f"unknown {where} fields: {sorted(extra)}; known: {names}")
+        shown = short_repr(sorted(map(str, extra)), 200)
+        raise EdgeTrainError(f"unknown {where} fields: {shown}; known: {names}")
     hints = get_type_hints(cls)
     out: dict[str, Any] = {}
     for f in fields:
@@ -138,7 +183,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = get_origin(hint)
     if origin is Literal:
         if value not in get_args(hint):
-            raise EdgeTrainError(f"{where} must be one of {get_args(hint)}, got {value!r}")
+            raise EdgeTrainError(
+                f"{where} must be one of {get_args(hint)}, got {short_repr(value)}"
+            )
         return value
     if origin in (Union, types.UnionType):
         args = get_args(hint)
@@ -148,7 +195,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return _coerce(value, inner, where)
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise EdgeTrainError(f"{where} must be a list, got {value!r}")
+            raise EdgeTrainError(f"{where} must be a list, got {short_repr(value)}")
+        if len(value) > MAX_ITEMS:  # refused before its items are read
+            raise EdgeTrainError(f"{where}: at most {MAX_ITEMS} entries, got {len(value)}")
         item = get_args(hint)[0]
         return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(hint):
@@ -159,20 +208,24 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 def _scalar(value: Any, hint: Any, where: str) -> Any:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
     if hint is bool:
         ok = isinstance(value, bool)
-    elif hint is int:
-        ok = (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and float(value).is_integer()
-        )
+    elif hint is int:  # 3.0 is 3; an int is taken as it is (float() of a huge one overflows)
+        ok = number and (isinstance(value, int) or value.is_integer())
     elif hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = number and _finite_float(value)
     elif hint is str:
         ok = isinstance(value, str)
     else:
         raise TypeError(f"{where}: unsupported spec field type {hint!r}")
     if not ok:
-        raise EdgeTrainError(f"{where} must be {hint.__name__}, got {value!r}")
+        raise EdgeTrainError(f"{where} must be {hint.__name__}, got {short_repr(value)}")
     return hint(value)
+
+
+def _finite_float(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False

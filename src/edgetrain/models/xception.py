@@ -21,7 +21,14 @@ from torch import nn
 from edgetrain.errors import EdgeTrainError
 from edgetrain.models.layers import bn
 from edgetrain.models.registry import register_family, register_spec
-from edgetrain.models.spec import ModelSpec
+from edgetrain.models.spec import (
+    MAX_DEPTH,
+    MAX_KERNEL,
+    MAX_WIDTH,
+    ModelSpec,
+    check_range,
+    short_repr,
+)
 
 Padding = Literal["same", "valid"]
 Residual = Literal["none", "identity", "conv1x1", "conv1x1_bn", "conv3x3", "conv3x3_bn"]
@@ -98,33 +105,20 @@ class XceptionSpec(ModelSpec):
 
     # --- checks ------------------------------------------------------------------------------
     def validate(self) -> None:
-        """Raise `EdgeTrainError` if the spec cannot be built."""
-        if not self.stem or any(w < 1 for w in self.stem):
+        """Raise `EdgeTrainError` if the spec cannot be built. The counts are bounded first
+        (`MAX_*` in spec.py), so nothing below iterates over a hostile number."""
+        if not self.stem:
             raise EdgeTrainError("stem needs at least one positive width")
+        for w in self.stem:
+            check_range(w, 1, MAX_WIDTH, "stem width")
         if self.stem_padding not in _PADDINGS:
             raise EdgeTrainError(f"stem_padding must be one of {_PADDINGS}")
-        if self.middle_depth < 0:
-            raise EdgeTrainError("middle_depth must be >= 0")
+        check_range(self.middle_depth, 0, MAX_DEPTH, "middle_depth")
+        _check_convs("middle", self.middle)  # bounded even when middle_depth is 0
         cin = self.stem[-1]
         for where, b in self._blocks():
-            if not b.convs:
-                raise EdgeTrainError(f"{where}: a block needs at least one separable conv")
-            if b.residual not in _RESIDUALS:
-                raise EdgeTrainError(f"{where}: residual must be one of {_RESIDUALS}")
-            for c in b.convs:
-                if c.kernel < 1 or c.kernel % 2 == 0 or c.width < 1:
-                    raise EdgeTrainError(
-                        f"{where}: separable convs need an odd kernel >= 1 and width >= 1, got {c}"
-                    )
-            if b.squeeze is not None and b.squeeze < 1:
-                raise EdgeTrainError(f"{where}: squeeze width must be >= 1 or None")
-            cout = b.convs[-1].width
-            if b.residual == "identity" and (cin != cout or b.pool):
-                raise EdgeTrainError(
-                    f"{where}: an identity residual needs equal in/out widths and no pool "
-                    f"(in {cin}, out {cout}, pool {b.pool}); use a conv residual"
-                )
-            cin = cout
+            _check_block(where, b, cin)
+            cin = b.convs[-1].width
 
     def _blocks(self) -> list[tuple[str, Block]]:
         out = [(f"entry{i + 1}", b) for i, b in enumerate(self.entry)]
@@ -136,6 +130,32 @@ class XceptionSpec(ModelSpec):
     @property
     def num_features(self) -> int:
         return self.tail.convs[-1].width
+
+
+def _check_block(where: str, b: Block, cin: int) -> None:
+    """One block where it runs: its own fields, and a residual that fits its input width."""
+    _check_convs(where, b)
+    cout = b.convs[-1].width
+    if b.residual == "identity" and (cin != cout or b.pool):
+        raise EdgeTrainError(
+            f"{where}: an identity residual needs equal in/out widths and no pool "
+            f"(in {cin}, out {cout}, pool {b.pool}); use a conv residual"
+        )
+
+
+def _check_convs(where: str, b: Block) -> None:
+    if not b.convs:
+        raise EdgeTrainError(f"{where}: a block needs at least one separable conv")
+    if b.residual not in _RESIDUALS:
+        raise EdgeTrainError(f"{where}: residual must be one of {_RESIDUALS}")
+    for c in b.convs:
+        if c.kernel % 2 == 0 or not (1 <= c.kernel <= MAX_KERNEL and 1 <= c.width <= MAX_WIDTH):
+            raise EdgeTrainError(
+                f"{where}: separable convs need an odd kernel in 1..{MAX_KERNEL} and a width in "
+                f"1..{MAX_WIDTH}, got {short_repr(c)}"
+            )
+    if b.squeeze is not None:
+        check_range(b.squeeze, 1, MAX_WIDTH, f"{where}: squeeze width (or None)")
 
 
 # --- the builder -------------------------------------------------------------------------------

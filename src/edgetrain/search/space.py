@@ -24,21 +24,27 @@ so one genome is one spec with one canonical id. Genes may not write the same fi
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from edgetrain.errors import EdgeTrainError
+from edgetrain.fileio import parse_toml, read_text_bounded
 from edgetrain.models.registry import get_spec
-from edgetrain.models.spec import ModelSpec
+from edgetrain.models.spec import ModelSpec, short_repr
 
 RUN_GENES = {"resolution"}  # RunConfig fields a gene may set (target = "run")
 MAX_SPACE_FILE_BYTES = 1 << 20
+# A gene is one field's alternatives, and loading a space builds every choice of every gene at
+# least once: a few dozen choices is a wide search of one field; more is a file that was not
+# meant as a space, refused before anything is built.
+MAX_CHOICES = 256
+MAX_GENES = 64
 _SCALAR = (bool, int, float, str)
 
 
@@ -52,6 +58,15 @@ class Gene:
 
     def value(self, choice: Any) -> Any:
         return None if self.none is not None and choice == self.none else choice
+
+    def allows(self, choice: Any) -> bool:
+        """`choice` is one of the choices, of their type (1 is not True, 1.0 not 1); a set look-up,
+        so checking a genome costs the same however many choices a gene has."""
+        return type(choice) is type(self.choices[0]) and choice in self._choice_set
+
+    @functools.cached_property
+    def _choice_set(self) -> frozenset[Any]:
+        return frozenset(self.choices)
 
 
 @dataclass(frozen=True)
@@ -91,10 +106,10 @@ class SearchSpace:
                 f"space {self.name}: a genome needs genes {sorted(names)}, got {got}"
             )
         for g in self.genes:
-            if genome[g.name] not in g.choices or type(genome[g.name]) is not type(g.choices[0]):
+            if not g.allows(genome[g.name]):
                 raise EdgeTrainError(
-                    f"space {self.name}: gene {g.name} must be one of {list(g.choices)}, "
-                    f"got {genome[g.name]!r}"
+                    f"space {self.name}: gene {g.name} must be one of "
+                    f"{short_repr(list(g.choices), 200)}, got {short_repr(genome[g.name])}"
                 )
 
     def random_genome(self, rng: random.Random) -> dict[str, Any]:
@@ -105,6 +120,8 @@ class SearchSpace:
     ) -> dict[str, Any] | None:
         """The genome whose spec is `spec` (with run genes from `run`), or None when `spec` is not
         a point of this space. Searches gene by gene: each gene's paths read off `spec`."""
+        if spec.family != self.base_spec.family:  # its fields are not where the paths lead
+            return None
         d, genome = spec.to_dict(family=True), {}
         for g in self.genes:
             if g.target == "run":
@@ -112,16 +129,24 @@ class SearchSpace:
                     return None
                 genome[g.name] = run[g.name]
                 continue
-            found = [c for c in g.choices if all(
-                v == g.value(c) for p in g.paths for v in _read(d, p.split("."))
-            )]  # fmt: skip
-            if not found:
+            choice = _choice_in(g, d)
+            if choice is None:
                 return None
-            genome[g.name] = found[0]
+            genome[g.name] = choice
         return genome if self.spec_of(genome).id == spec.id else None
 
 
 # --- reading and writing fields by path -----------------------------------------------------------
+
+
+def _choice_in(g: Gene, d: dict[str, Any]) -> Any:
+    """The choice of `g` that spec dict `d` holds at all of `g`'s paths, or None (also where a
+    spec of another shape, e.g. fewer stages, has no field at a path)."""
+    try:
+        values = [v for p in g.paths for v in _read(d, p.split("."))]
+    except (LookupError, TypeError, ValueError):
+        return None
+    return next((c for c in g.choices if all(v == g.value(c) for v in values)), None)
 
 
 def _write(d: Any, keys: list[str], value: Any, path: str) -> None:
@@ -135,7 +160,7 @@ def _write(d: Any, keys: list[str], value: Any, path: str) -> None:
                 d[i] = value
         return
     if not isinstance(d, dict) or key not in d:
-        raise EdgeTrainError(f"gene path {path!r}: no field {key!r} there")
+        raise EdgeTrainError(f"gene path {short_repr(path)}: no field {short_repr(key)} there")
     if rest:
         _write(d[key], rest, value, path)
     else:
@@ -153,8 +178,11 @@ def _read(d: Any, keys: list[str]) -> list[Any]:
 
 
 def _index(key: str, n: int, path: str) -> int:
-    if not key.isdigit() or int(key) >= n:
-        raise EdgeTrainError(f"gene path {path!r}: {key!r} is not an index below {n}")
+    # ASCII digits only, and few of them: int() refuses other digits ('²') and huge numbers
+    if not (key.isascii() and key.isdigit() and len(key) <= 6) or int(key) >= n:
+        raise EdgeTrainError(
+            f"gene path {short_repr(path)}: {short_repr(key)} is not an index below {n}"
+        )
     return int(key)
 
 
@@ -167,7 +195,9 @@ def _concrete(d: Any, keys: list[str], prefix: str = "") -> list[str]:
         idx = range(len(d)) if key == "*" else [_index(key, len(d), prefix + key)]
         return [p for i in idx for p in _concrete(d[i], rest, f"{prefix}{i}.")]
     if not isinstance(d, dict) or key not in d:
-        raise EdgeTrainError(f"gene path {prefix}{key}: no field {key!r} there")
+        raise EdgeTrainError(
+            f"gene path {short_repr(prefix + key)}: no field {short_repr(key)} there"
+        )
     return _concrete(d[key], rest, f"{prefix}{key}.")
 
 
@@ -183,11 +213,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     """A shipped space by name (see `shipped_spaces()`) or a TOML file; refused with one line
     when it is empty, malformed or contradictory (some gene choice builds no valid spec)."""
     text, where = _space_text(str(name_or_path))
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise EdgeTrainError(f"{where}: not valid TOML ({exc})") from None
-    space = _parse(raw, where)
+    space = _parse(parse_toml(text, where), where)
     _check_builds(space, where)
     return space
 
@@ -219,16 +245,12 @@ def _space_text(name: str) -> tuple[str, str]:
         res = resources.files("edgetrain.search").joinpath("spaces", f"{name}.toml")
         return res.read_text(encoding="utf-8"), f"space {name}"
     path = Path(name).expanduser()
-    try:
-        if path.stat().st_size > MAX_SPACE_FILE_BYTES:
-            raise EdgeTrainError(f"{path}: too large for a search space file")
-        return path.read_text(encoding="utf-8"), str(path)
-    except FileNotFoundError:
+    if not (path.exists() or path.is_symlink()):
         raise EdgeTrainError(
-            f"no search space {name!r}: give a TOML file or one of {', '.join(shipped_spaces())}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EdgeTrainError(f"{path}: cannot read the search space ({exc})") from None
+            f"no search space {short_repr(name)}: give a TOML file or one of "
+            f"{', '.join(shipped_spaces())}"
+        )
+    return read_text_bounded(path, MAX_SPACE_FILE_BYTES, "search space"), str(path)
 
 
 def _parse(raw: dict[str, Any], where: str) -> SearchSpace:
@@ -241,10 +263,12 @@ def _parse(raw: dict[str, Any], where: str) -> SearchSpace:
     genes = raw.get("genes")
     if not isinstance(genes, dict) or not genes:
         raise EdgeTrainError(f"{where}: the space has no genes ([genes.NAME] tables)")
+    if len(genes) > MAX_GENES:
+        raise EdgeTrainError(f"{where}: {len(genes)} genes; a space has at most {MAX_GENES}")
     space = SearchSpace(
         name=str(raw.get("name") or Path(where).stem),
         base=raw["base"],
-        genes=tuple(_gene(n, g, f"{where}: gene {n}") for n, g in genes.items()),
+        genes=tuple(_gene(n, g, f"{where}: gene {n[:60]}") for n, g in genes.items()),
         description=str(raw.get("description", "")),
     )
     _check_paths(space, where)
@@ -254,22 +278,36 @@ def _parse(raw: dict[str, Any], where: str) -> SearchSpace:
 def _gene(name: str, g: Any, where: str) -> Gene:
     if not isinstance(g, dict) or set(g) - {"choices", "paths", "target", "none"}:
         raise EdgeTrainError(f"{where}: a gene is a table of choices, paths, target, none")
-    choices = g.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise EdgeTrainError(f"{where}: needs a non-empty list of choices")
-    if len({type(c) for c in choices}) != 1 or not isinstance(choices[0], _SCALAR):
-        raise EdgeTrainError(f"{where}: choices must be numbers, booleans or strings of one type")
-    if len(set(choices)) != len(choices):
-        raise EdgeTrainError(f"{where}: choices repeat a value")
+    choices = _choices(g.get("choices"), where)
     target, paths = g.get("target", "spec"), g.get("paths", [])
+    if not isinstance(paths, list):  # a bare string would be read as one path per character
+        raise EdgeTrainError(
+            f'{where}: paths must be a list, e.g. paths = ["middle_depth"], got {short_repr(paths)}'
+        )
     if target == "run":
         if name not in RUN_GENES or paths:
             raise EdgeTrainError(f"{where}: run genes are {sorted(RUN_GENES)}, without paths")
     elif target != "spec" or not paths or not all(isinstance(p, str) and p for p in paths):
         raise EdgeTrainError(f'{where}: needs paths = ["field.path", ...] into the spec')
-    if "none" in g and g["none"] not in choices:
-        raise EdgeTrainError(f"{where}: none = {g['none']!r} is not one of the choices")
-    return Gene(name, tuple(choices), tuple(paths), target, g.get("none"))
+    none = g.get("none")
+    if "none" in g and not (type(none) is type(choices[0]) and none in set(choices)):
+        raise EdgeTrainError(f"{where}: none = {short_repr(none)} is not one of the choices")
+    return Gene(name, choices, tuple(paths), target, none)
+
+
+def _choices(choices: Any, where: str) -> tuple[Any, ...]:
+    if not isinstance(choices, list) or not choices:
+        raise EdgeTrainError(f"{where}: needs a non-empty list of choices")
+    if len(choices) > MAX_CHOICES:
+        raise EdgeTrainError(
+            f"{where}: {len(choices)} choices; a gene has at most {MAX_CHOICES} (split the field "
+            "into genes, or search coarser steps)"
+        )
+    if len({type(c) for c in choices}) != 1 or not isinstance(choices[0], _SCALAR):
+        raise EdgeTrainError(f"{where}: choices must be numbers, booleans or strings of one type")
+    if len(set(choices)) != len(choices):
+        raise EdgeTrainError(f"{where}: choices repeat a value")
+    return tuple(choices)
 
 
 def _check_paths(space: SearchSpace, where: str) -> None:
@@ -299,8 +337,8 @@ def _check_builds(space: SearchSpace, where: str, *, tries: int = 64) -> None:
                 error = exc
         else:
             raise EdgeTrainError(
-                f"{where}: contradictory space: gene {g.name} = {choice!r} builds no valid "
-                f"model ({error})"
+                f"{where}: contradictory space: gene {g.name} = {short_repr(choice)} builds no "
+                f"valid model ({error})"
             )
 
 

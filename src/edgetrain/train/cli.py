@@ -189,6 +189,7 @@ def _config_fields() -> list[str]:
 
 # fields set otherwise: --model-arg (model_args), --memory-budget (memory_budget_mb), never (extra)
 _NOT_FLAGS = {"model_args", "memory_budget_mb", "extra"}
+MAX_CONFIG_BYTES = 1 << 20  # a run config is a few kB, a whole found spec in it included
 
 
 def config_from_args(args: argparse.Namespace):
@@ -196,10 +197,11 @@ def config_from_args(args: argparse.Namespace):
 
     base: dict = {}
     if args.config:
-        try:
-            base = json.loads(args.config.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EdgeTrainError(f"cannot read run config {args.config}: {exc}") from None
+        from edgetrain.fileio import parse_json, read_text_bounded
+
+        base = parse_json(
+            read_text_bounded(args.config, MAX_CONFIG_BYTES, "run config"), str(args.config)
+        )
         if not isinstance(base, dict):
             raise EdgeTrainError(f"{args.config} must hold a JSON object")
     for name in _config_fields():
@@ -212,10 +214,7 @@ def config_from_args(args: argparse.Namespace):
             key, sep, raw = item.partition("=")
             if not sep or not key:
                 raise EdgeTrainError(f"--model-arg takes FIELD=VALUE, got {item!r}")
-            try:
-                model_args[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                model_args[key] = raw
+            model_args[key] = _model_arg_value(key, raw)
         base["model_args"] = model_args
     if args.memory_budget:
         from edgetrain.measure.units import MB, parse_size
@@ -230,6 +229,19 @@ def config_from_args(args: argparse.Namespace):
     if not base.get("data"):
         raise EdgeTrainError("which data? give --data REF, e.g. --data synthetic-pcb")
     return RunConfig.from_dict(base)
+
+
+def _model_arg_value(key: str, raw: str) -> object:
+    """A --model-arg value: JSON where it parses, else the text itself (a bare word). JSON beyond
+    the parser's limits (an integer of thousands of digits, deep nesting) is refused."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    except (ValueError, RecursionError):
+        raise EdgeTrainError(
+            f"--model-arg {key}: the value is too large or nested too deeply"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -102,6 +102,7 @@ def make_plan(
     batch_size: int,
     fixed_bytes: int,
     min_micro_batch: int = 1,
+    baseline_is: str = "model, data, runtime",
 ) -> Plan:
     """Predict every (micro-batch, checkpointing, precision) candidate's peak RSS and step time
     from the probes, and pick the fastest predicted to fit the budget; refuse if none does.
@@ -109,6 +110,7 @@ def make_plan(
     With checkpointing, backward recomputes one block at a time, so the largest block's
     activations come on top of what is saved (counting them twice, for their gradients too,
     over-predicted xception_lite's checkpointed peak by 27 % in benchmarks/memory_modes.py).
+    `baseline_is` says what the baseline holds, for the message when nothing fits.
     """
     candidates = []
     for p in probes:
@@ -126,8 +128,8 @@ def make_plan(
     if not fitting:
         best = min(candidates, key=lambda c: c.predicted_peak_mb)
         raise EdgeTrainError(
-            f"nothing fits a budget of {budget_bytes / MB:.0f} MB: the process already holds "
-            f"{baseline_bytes / MB:.0f} MB (model, data, runtime) and the leanest setting "
+            f"nothing fits a budget of {budget_bytes / MB:.0f} MB: the process holds "
+            f"{baseline_bytes / MB:.0f} MB ({baseline_is}) and the leanest setting "
             f"({best.label()}) is predicted to peak at {best.predicted_peak_mb:.0f} MB. Use a "
             "smaller model, resolution or dataset, a lower --train-scope, or a larger budget."
         )
