@@ -16,7 +16,7 @@ SRC = Path(edgetrain.__file__).parent
 
 # lowest first; a module may import its own layer and the layers below it
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "fileio", "preprocess", "threads"}),
+    frozenset({"errors", "fileio", "preprocess", "threads", "objectives"}),
     frozenset({"models", "data", "measure"}),
     frozenset({"train"}),
     frozenset({"report", "deploy"}),

@@ -37,13 +37,16 @@ from sqlalchemy import text
 
 from edgetrain.bench.experiments import Cell, resolve_cell_config
 from edgetrain.errors import EdgeTrainError
+from edgetrain.objectives import OBJECTIVES as TABLE
 from edgetrain.report.storage import check_sqlite_url, open_rdb, sqlite_path
 from edgetrain.train.config import RunConfig
 from edgetrain.train.record import RunRecord
 from edgetrain.train.rundir import RunDir
 
-OBJECTIVES = ("test_accuracy", "peak_above_baseline_mb")
-DIRECTIONS = ("maximize", "minimize")
+# a bench cell's values: the report's accuracy and memory (the test split: a bench selects nothing)
+_BENCH_OBJECTIVES = (TABLE["accuracy"], TABLE["memory"])
+OBJECTIVES = tuple(o.report_field for o in _BENCH_OBJECTIVES)
+DIRECTIONS = tuple(o.optuna_direction for o in _BENCH_OBJECTIVES)
 _ACTIVE = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

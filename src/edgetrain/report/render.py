@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import edgetrain.report.plots as plots
+from edgetrain.objectives import by_report_field
 from edgetrain.report.tables import (
     COLUMNS,
     OBJECTIVES_MEMORY,
@@ -86,12 +87,16 @@ Block = Heading | Para | Bullets | Table | Figure
 
 # --- content --------------------------------------------------------------------------------------
 
-_OBJ_NAMES = {
-    "test_accuracy": "accuracy",
-    "peak_above_baseline_mb": "peak RSS above baseline",
-    "epoch_s": "training time per epoch",
-}
-_OBJ_UNITS = {"test_accuracy": "%", "peak_above_baseline_mb": "MB", "epoch_s": "s"}
+
+def _obj_name(key: str) -> str:
+    """What a front's column is called, from the one objective table (else the field)."""
+    o = by_report_field(key)
+    return o.label if o else key
+
+
+def _obj_unit(key: str) -> str:
+    o = by_report_field(key)
+    return o.unit if o else ""
 
 
 _PLOT_NAME = re.compile(
@@ -111,7 +116,7 @@ def _obj_value(key: str, value: float) -> str:
             if value in (0, 1)
             else f"{format_number(value * 100, 1)}\u00a0%"
         )
-    return f"{format_number(value)}\u00a0{_OBJ_UNITS.get(key, '')}".strip()
+    return f"{format_number(value)}\u00a0{_obj_unit(key)}".strip()
 
 
 def _reference_text(front: Front) -> str:
@@ -123,18 +128,26 @@ def _reference_text(front: Front) -> str:
             how = "default: 0"
         else:
             how = "default: 1.1 × worst observed"
-        parts.append(f"{_OBJ_NAMES.get(key, key)} {_obj_value(key, value)} ({how})")
+        parts.append(f"{_obj_name(key)} {_obj_value(key, value)} ({how})")
     return "; ".join(parts)
 
 
 def _hv_units(front: Front) -> str:
-    units = ["accuracy" if k == "test_accuracy" else _OBJ_UNITS.get(k, k) for k in front.keys]
+    units = ["accuracy" if _obj_unit(k) == "%" else _obj_unit(k) or k for k in front.keys]
     return " × ".join(units)
 
 
 def _ideal_text(front: Front) -> str:
-    ideal = {"test_accuracy": "100 % accuracy", "peak_above_baseline_mb": "0 MB", "epoch_s": "0 s"}
-    return ", ".join(ideal.get(k, k) for k in front.keys)
+    parts = []
+    for k in front.keys:
+        o = by_report_field(k)
+        if o is None:
+            parts.append(k)
+        elif o.unit == "%":
+            parts.append(f"{o.ideal * 100:g} % {o.label}")
+        else:
+            parts.append(f"{o.ideal:g} {o.unit}")
+    return ", ".join(parts)
 
 
 def _front_blocks(
@@ -163,10 +176,7 @@ def _front_blocks(
     headers = [
         "model",
         "init",
-        *(
-            f"{_OBJ_NAMES.get(k, k)} ({_OBJ_UNITS[k]})" if k in _OBJ_UNITS else k
-            for k in front.keys
-        ),
+        *(f"{_obj_name(k)} ({_obj_unit(k)})" if by_report_field(k) else k for k in front.keys),
     ]
     kinds = ["percent" if k == "test_accuracy" else "number" for k in front.keys]
     table_rows = [

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgetrain.errors import EdgeTrainError
 from edgetrain.helpfmt import DefaultsHelp
+from edgetrain.objectives import OBJECTIVES
 
 DEFAULT_BASELINES = (
     "xception", "xception_lite", "mobilenet_v2", "efficientnet_v2_b0", "efficientnet_v2_b1",
@@ -51,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="stop starting trials after, e.g. 90m (workers that join keep to it too)",
     )
     p.add_argument(
-        "--objectives", default="accuracy,memory", help="of accuracy,memory,time,latency"
+        "--objectives",
+        default="accuracy,memory",
+        help=f"comma-separated, accuracy first, of {','.join(OBJECTIVES)} (on validation)",
     )
     p.add_argument("--sampler", default="nsga2", help="nsga2 | tpe | gp | random")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed")

@@ -21,8 +21,9 @@ from edgetrain.bench.experiments import Experiment
 from edgetrain.errors import EdgeTrainError
 from edgetrain.models.found import save_spec
 from edgetrain.models.registry import spec_from_dict
+from edgetrain.objectives import OBJECTIVES
 from edgetrain.report.pareto import non_dominated
-from edgetrain.search.study import OBJECTIVES, Search
+from edgetrain.search.study import Search
 
 # RunConfig fields the final round's cells take from the protocol (the rest is the matrix's)
 _MATRIX_FIELDS = {"model", "model_args", "data", "seed", "init", "extra"}
@@ -48,7 +49,7 @@ def candidates(study: optuna.Study, objectives: tuple[str, ...], top: int) -> li
     trials = [t for t in trained_trials(study) if t.values and all(np.isfinite(t.values))]
     if not trials:
         return []
-    dirs = ["max" if OBJECTIVES[o][1] == "maximize" else "min" for o in objectives]
+    dirs = [OBJECTIVES[o].direction for o in objectives]
     front = non_dominated(np.array([t.values for t in trials]), dirs)
     ranked = sorted(
         (t for t, on in zip(trials, front, strict=True) if on), key=lambda t: -val_accuracy(t)
