@@ -71,12 +71,13 @@ def _search(out: Path, *extra: str) -> int:
 
 
 @pytest.mark.slow
-def test_tiny_search_writes_fronts_and_resumes_without_repeats(tmp_path):
+def test_tiny_search_writes_fronts_and_resumes_without_repeats(tmp_path, capsys):
     out = tmp_path / "search"
     storage = f"sqlite:///{out / 'search.db'}"
     # the time budget ends the first call after one trial; a worker joins and completes three
     # once the budget is lifted
     assert _search(out, "--trials", "3", "--time-budget", "1s", "--final-seeds", "0") == 0
+    assert "trial 0: epoch 1/1 done" in capsys.readouterr().out  # a trial says how it goes
     study = optuna.load_study(study_name="search-tiny", storage=storage)
     assert len(study.trials) == 1
     runs = sorted(p.name for p in (out / "runs").iterdir())
@@ -107,6 +108,8 @@ def test_tiny_search_writes_fronts_and_resumes_without_repeats(tmp_path):
     table = report.split("## Final round: every model")[1]
     assert "| mobilenet_v2 | hand-made |" in table and "| found |" in table
     assert "the final round's" in report  # the final round's time is stated
+    use = report.split("## Use it")[1]  # where the found model's runs are, and what to run
+    assert "edgetrain export " in use and "/model.onnx" in use and "specs/xc-" in use
     spec_file = next((out / "specs").glob("xc-*.json"))
     assert spec_file.stem in report
     _a_second_space_shares_the_final_round(tmp_path, storage)

@@ -123,6 +123,7 @@ def write_report(
         lines += _verdict_lines(final_records)
         lines += _final_lines(out, found_ids, final_records, float(info.get("budget_mb", 0)))
         lines += _final_table(final_records, found_ids, str(info.get("base") or ""))
+        lines += _use_it_lines(out, final_records, found_ids)
     path = out / "search-report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
@@ -300,6 +301,32 @@ def _final_table(records: list[dict[str, Any]], found_ids: set[str], base: str) 
             f"{r.mean('epoch_s'):.1f} |"
         )
     return [*lines, ""]
+
+
+def _use_it_lines(out: Path, records: list[dict[str, Any]], found_ids: set[str]) -> list[str]:
+    """Where each found model's trained runs are and the commands that deliver one. The run
+    named is the one with the best validation accuracy (never chosen on test), the lowest
+    seed on a tie."""
+    lines = ["## Use it", ""]
+    data = next((r["config"].get("data") for r in records), "DATA")
+    for sid in sorted(found_ids):
+        runs = [r for r in records if r["model"] == sid and r.get("run_dir")]
+        if not runs:
+            continue
+        best = max(runs, key=lambda r: (r.get("val_accuracy") or 0.0, -r["config"]["seed"]))
+        run = best["run_dir"]
+        lines += [
+            f"**{sid}**: {len(runs)} trained run(s); the best on validation is `{run}` (seed "
+            f"{best['config']['seed']}, validation {100 * (best.get('val_accuracy') or 0):.1f} %).",
+            "",
+            "```sh",
+            f"edgetrain export {run} --int8      # ONNX + sidecar + model card (README.md)",
+            f"edgetrain predict {run}/model.onnx IMAGES_OR_FOLDERS",
+            f"edgetrain train --model {out / 'specs' / (sid + '.json')} --data '{data}'",
+            "```",
+            "",
+        ]
+    return lines if len(lines) > 2 else []
 
 
 def _plot(out: Path, sides: dict[str, list[tuple[str, float, float]]]) -> None:

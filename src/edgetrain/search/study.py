@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from edgetrain.bench.study import study_lock
 from edgetrain.errors import EdgeTrainError
 from edgetrain.models.found import save_spec
+from edgetrain.objectives import OBJECTIVES
 from edgetrain.search.early_stop import TrialCurve, dominated_by
 from edgetrain.search.feasibility import BaselineModel, Prediction, predict
 from edgetrain.search.space import SearchSpace
@@ -42,13 +44,6 @@ from edgetrain.train.precision import resolve_precision
 from edgetrain.train.record import RunRecord
 from edgetrain.train.rundir import RunDir
 
-# objective name -> (record field, direction); validation accuracy, never the test split
-OBJECTIVES: dict[str, tuple[str, str]] = {
-    "accuracy": ("val_accuracy", "maximize"),
-    "memory": ("peak_above_baseline_mb", "minimize"),
-    "time": ("epoch_s", "minimize"),
-    "latency": ("infer_latency_ms_b1", "minimize"),
-}
 SAMPLERS = ("nsga2", "tpe", "gp", "random")
 NSGA2_POPULATION = 10
 
@@ -121,7 +116,7 @@ class Search:
 
     @property
     def directions(self) -> list[str]:
-        return [OBJECTIVES[o][1] for o in self.objectives]
+        return [OBJECTIVES[o].optuna_direction for o in self.objectives]
 
     def config_for(self, genome: dict[str, Any]) -> RunConfig:
         spec = self.space.spec_of(genome)
@@ -133,18 +128,15 @@ class Search:
         )
 
     def values_of(self, record: RunRecord) -> list[float]:
-        return [float(getattr(record, OBJECTIVES[o][0])) for o in self.objectives]
+        # the validation split's figures (`search_field`), never the test split's
+        return [float(getattr(record, OBJECTIVES[o].search_field)) for o in self.objectives]
 
     def infeasible_values(self, p: Prediction) -> list[float]:
-        """Values stored for a genome that is never trained: no accuracy, the predicted rest."""
+        """Values stored for a genome that is never trained: what the probe predicted where it
+        predicts the objective (memory, time), the objective's untrained value elsewhere."""
         steps = math.ceil(self.train_images / self.protocol.batch_size)
-        guess = {
-            "accuracy": 0.0,
-            "memory": p.predicted_above_baseline_mb,
-            "time": p.predicted_step_s * steps,
-            "latency": float("inf"),
-        }
-        return [guess[o] for o in self.objectives]
+        predicted = {"memory": p.predicted_above_baseline_mb, "time": p.predicted_step_s * steps}
+        return [predicted.get(o, OBJECTIVES[o].untrained) for o in self.objectives]
 
 
 # --- one trial ---------------------------------------------------------------------------------
@@ -245,7 +237,7 @@ def _infeasible(
     trial.set_user_attr("error", reason)
     _set_constraint(trial, UNPREDICTABLE_MB)
     search.emit(f"trial {trial.number}: {label} {what} ({reason}): not trained")
-    return [0.0 if o == "accuracy" else UNPREDICTABLE_MB for o in search.objectives]
+    return [OBJECTIVES[o].untrained for o in search.objectives]
 
 
 def _genome_key(space: SearchSpace, genome: dict[str, Any]) -> str:
@@ -281,7 +273,8 @@ def train_trial(search: Search, trial: Trial, config: RunConfig) -> RunRecord:
     if run.is_finished():
         return run.load_record()
     search.emit(f"trial {trial.number}: training {config.model} ({spec.describe()})")
-    watcher = _StopWatcher(search, trial.study, run)
+    watcher = _StopWatcher(search, trial.study, run, label=f"trial {trial.number}",
+                           epochs=config.epochs)  # fmt: skip
     with watcher:
         runner = search.runner or run_in_subprocess
         return runner(config, run.path, resume=run.is_started())
@@ -289,13 +282,27 @@ def train_trial(search: Search, trial: Trial, config: RunConfig) -> RunRecord:
 
 class _StopWatcher:
     """Polls the run's history.csv; after each new epoch, asks the run to stop when a finished
-    trial dominates it (early_stop.dominated_by)."""
+    trial dominates it (early_stop.dominated_by). It also says what the trial is doing (epoch,
+    step, loss, img/s, RSS, ETA, as the bench does for a cell) at each epoch's end and every
+    `line_every_s`, so a search is never silent for the minutes a trial takes."""
 
-    def __init__(self, search: Search, study: optuna.Study, run: RunDir, poll_s: float = 0.5):
+    def __init__(
+        self,
+        search: Search,
+        study: optuna.Study,
+        run: RunDir,
+        poll_s: float = 0.5,
+        *,
+        label: str = "",
+        epochs: int | None = None,
+        line_every_s: float = 30.0,
+    ):
         self.search, self.study, self.run, self.poll_s = search, study, run, poll_s
+        self.label, self.epochs, self.line_every_s = label or run.path.name, epochs, line_every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="edgetrain-stop")
         self._seen = 0
+        self._last_line = time.monotonic()
 
     def __enter__(self) -> _StopWatcher:
         self._thread.start()
@@ -312,13 +319,22 @@ class _StopWatcher:
         self.run.acknowledge_epoch(0)  # the trainer waits for a verdict after every epoch
         while not self._stop.wait(self.poll_s):
             rows = read_history(self.run)
-            if len(rows) > self._seen:
+            new_epoch = len(rows) > self._seen
+            if new_epoch or time.monotonic() - self._last_line >= self.line_every_s:
+                self._say()
+            if new_epoch:
                 self._seen = len(rows)
                 try:
                     self._check(rows)
                 except Exception as exc:  # a locked database: this epoch goes unjudged
                     self.search.emit(f"{self.run.path.name}: early-stopping check failed: {exc}")
                 self.run.acknowledge_epoch(len(rows))
+
+    def _say(self) -> None:
+        from edgetrain.bench.progress import cell_status
+
+        self._last_line = time.monotonic()
+        self.search.emit(f"{self.label}: {cell_status(self.run, self.epochs).text}")
 
     def _check(self, rows: list[dict[str, Any]]) -> None:
         acc = rows[-1].get("val_accuracy")
