@@ -150,3 +150,14 @@ def test_bf16_without_native_support_is_refused_with_one_line(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert code == 2 and "no native bf16" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_the_timing_batch_fits_the_budget():
+    wide = BASE.replace(
+        model="xception_lite", model_args={"middle_depth": 1}, resolution=64, batch_size=16
+    )
+    assert precision.timing_batch(wide) == wide.batch_size  # no budget: the batch as asked
+    assert precision.timing_batch(wide.replace(memory_budget_mb=100_000)) == wide.batch_size
+    tight = precision.timing_batch(wide.replace(memory_budget_mb=200))
+    assert 2 <= tight < wide.batch_size  # 11.9 M params: 4 x 45 MB of weights leave little
+    assert precision.timing_batch(wide.replace(memory_budget_mb=1)) == 2  # BatchNorm needs 2

@@ -104,7 +104,7 @@ def measure_steps(config: RunConfig, num_classes: int) -> tuple[float, float]:
     model = built.model
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
-    batch = config.micro_batch or config.batch_size
+    batch = timing_batch(config)
     x = torch.randn(batch, 3, config.resolution, config.resolution).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch,))
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
@@ -116,6 +116,26 @@ def measure_steps(config: RunConfig, num_classes: int) -> tuple[float, float]:
     finally:
         torch.set_num_threads(threads)
     return times["fp32"], times["bf16"]
+
+
+def timing_batch(config: RunConfig) -> int:
+    """The batch the steps are timed at: the run's (micro-)batch, or, under a memory budget, at
+    most what the spec's meta-device estimate says the budget holds beside the weights, their
+    gradients and optimizer state (the planner may split the batch later; the timing must not
+    hold more than the training will)."""
+    from edgetrain.models.estimate import model_size, saved_for_backward
+    from edgetrain.models.found import run_spec
+    from edgetrain.models.registry import meta_model
+
+    batch = config.micro_batch or config.batch_size
+    spec = run_spec(config.model, config.model_args) if config.memory_budget_mb else None
+    if spec is None:
+        return batch
+    model = meta_model(spec, num_classes=1)
+    per_image = max(saved_for_backward(model, config.resolution).total_bytes, 1)
+    room = config.memory_budget_mb * 2**20 - 4 * model_size(model).weights_bytes
+    # at least 2 images: BatchNorm cannot train on one whose feature map ends at 1x1
+    return max(min(2, batch), min(batch, int(room // per_image)))
 
 
 def _step_ms(model, opt, x, y, precision: str) -> float:
@@ -142,7 +162,7 @@ def _cache_key(config: RunConfig) -> str:
         "model": config.model,
         "model_args": config.model_args,
         "resolution": config.resolution,
-        "batch": config.micro_batch or config.batch_size,
+        "batch": timing_batch(config),
         "channels_last": config.channels_last,
         "checkpointing": config.checkpointing,
         "threads": config.threads or torch.get_num_threads(),
