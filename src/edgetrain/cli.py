@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "edgetrain.data.cli",
     "edgetrain.train.cli",
     "edgetrain.bench.cli",
+    "edgetrain.worker",
     "edgetrain.search.cli",
     "edgetrain.report.cli",
     "edgetrain.deploy.cli",

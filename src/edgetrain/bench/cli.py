@@ -1,4 +1,5 @@
-"""`edgetrain bench` and `edgetrain worker`; the report they write is `edgetrain.report`'s."""
+"""`edgetrain bench`; the report it writes is `edgetrain.report`'s. The cell options it shares
+with `edgetrain worker` (`edgetrain.worker`) are defined here once."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from edgetrain.helpfmt import DefaultsHelp
 
 def register(sub: argparse._SubParsersAction) -> None:
     _register_bench(sub)
-    _register_worker(sub)
 
 
 def _register_bench(sub: argparse._SubParsersAction) -> None:
-    p = _command(
+    p = command_parser(
         sub,
         "bench",
         "run an experiment matrix (default: quick) and write the Pareto report",
@@ -52,7 +52,7 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
         "run.epochs=15 (a RunConfig field; TOML value). Overridden cells are new cells; the "
         "default --out and --study get a suffix naming the overrides",
     )
-    _cell_args(
+    cell_args(
         p,
         data_help="fill a dataset placeholder, e.g. --data caltech101=/data/101_ObjectCategories",
         flag="--enqueue-only",
@@ -61,30 +61,7 @@ def _register_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_bench)
 
 
-def _register_worker(sub: argparse._SubParsersAction) -> None:
-    w = _command(
-        sub,
-        "worker",
-        "run cells of a shared bench study, or trials of a shared search",
-        "Pop waiting cells of a study (enqueued by `edgetrain bench --storage URL`) and run "
-        "them, each in a fresh process. Stays while other workers' cells run, so a cell whose "
-        "worker died is retried here. On a study of `edgetrain search`, propose and train its "
-        "trials until the search's trial count is reached (--data search=REF: this machine's "
-        "path to the data).",
-    )
-    w.add_argument("--storage", required=True, help="Optuna storage URL, e.g. postgresql://...")
-    w.add_argument("--study", required=True, help="the study's name")
-    w.add_argument("--out", type=Path, default=Path("runs/worker"), help="run directories go here")
-    _cell_args(
-        w,
-        data_help="this machine's path for a dataset placeholder",
-        flag="--no-wait",
-        flag_help="stop when no cell is waiting, even if others are still running",
-    )
-    w.set_defaults(func=run_worker_cmd)
-
-
-def _command(
+def command_parser(
     sub: argparse._SubParsersAction, name: str, summary: str, description: str
 ) -> argparse.ArgumentParser:
     # bench and worker show their defaults in --help: how long, how often, where
@@ -96,7 +73,7 @@ def _command(
     )
 
 
-def _cell_args(p: argparse.ArgumentParser, *, data_help: str, flag: str, flag_help: str) -> None:
+def cell_args(p: argparse.ArgumentParser, *, data_help: str, flag: str, flag_help: str) -> None:
     # both commands run cells here: this machine's data paths, their own switch, the device,
     # the heartbeats (in the order --help lists them)
     p.add_argument("--data", action="append", metavar="NAME=PATH", help=data_help)
@@ -226,7 +203,7 @@ def _overrides_suffix(overrides: dict) -> str:
     return "-" + text
 
 
-def _runner_on(accelerator: str | None):
+def runner_on(accelerator: str | None):
     """The cell runner of a worker bound to one device (`--accelerator cuda:1`), or None."""
     if not accelerator:
         return None
@@ -239,35 +216,3 @@ def _runner_on(accelerator: str | None):
         return run_in_subprocess(config.replace(accelerator=accelerator), out_dir, resume=resume)
 
     return runner
-
-
-# --- worker ---------------------------------------------------------------------------------
-
-
-def run_worker_cmd(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from edgetrain.bench.experiments import parse_data_args
-    from edgetrain.bench.study import check_study_name, open_storage, open_study, study_status
-    from edgetrain.bench.work import work_cells
-
-    console = Console()
-    check_study_name(args.study)
-    # a worker joins a study that exists: a URL naming no database is a typo
-    storage = open_storage(
-        args.storage, heartbeat_interval=args.heartbeat, grace_period=args.grace, must_exist=True
-    )
-    study = open_study(storage, args.study, create=False)
-    if "search" in study.user_attrs:  # an architecture search: propose and train its trials
-        from edgetrain.search.run import run_search_worker
-
-        return run_search_worker(study, storage, args.out.resolve(), parse_data_args(args.data))
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    total = sum(study_status(study).get(k, 0) for k in ("complete", "waiting", "running"))
-    counts = work_cells(
-        study, storage, out, parse_data_args(args.data), console, total=total,
-        wait=not args.no_wait, runner=_runner_on(args.accelerator),
-    )  # fmt: skip
-    console.print(f"worker finished: {counts['done']} cells run, {counts['failed']} failed")
-    return 0 if counts["failed"] == 0 else 1
