@@ -167,3 +167,22 @@ def test_models_cli_bad_input(capsys):
     assert main(["models", "--resolution", "8"]) == 2
     assert "--resolution" in capsys.readouterr().err
     assert main(["models", "--pattern", "nope*"]) == 2
+
+
+def test_models_says_what_fits_a_budget(capsys):
+    # the planner's probe of one small model at 32 px: it fits 4 GiB and does not fit 1 MiB
+    base = ["models", "--json", "--pattern", "mobilenet_v2", "--resolution", "32",
+            "--batch-size", "4", "--data", "synthetic-pcb:per_class=4,size=32"]  # fmt: skip
+    assert main([*base, "--memory-budget", "4GiB"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["fits"] is True and 0 < row["predicted_peak_mb"] < 4096 and row["plan"]
+    assert row["num_classes"] == 6  # the head follows --data
+    assert main([*base, "--memory-budget", "1MiB"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["fits"] is False and row["predicted_peak_mb"] > 1
+
+
+def test_models_budget_options_are_checked(capsys):
+    assert main(["models", "--data", "synthetic-pcb"]) == 2
+    assert "--data is for --memory-budget" in capsys.readouterr().err
+    assert main(["models", "--memory-budget", "1GiB", "--batch-size", "0"]) == 2
