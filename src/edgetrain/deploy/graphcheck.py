@@ -43,7 +43,7 @@ Fields = dict[int, list[int | memoryview]]
 
 
 class _Malformed(Exception):
-    pass
+    """The bytes are not a well-formed ONNX protobuf (turned into one line by `check_graph`)."""
 
 
 def check_graph(data: bytes, where: str) -> None:
